@@ -1,0 +1,132 @@
+"""The job configuration: what to read, how to fill missing fields, what to write.
+
+One frozen dataclass travels from the CLI (or a job YAML, or Python) to every worker. It
+is plain data, so it pickles cheaply and its `to_dict()` is what `_job.json` and
+`_dataset.json` record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from jaxgen.requests import GenerationRequest, RequestError, validate_request
+
+OUTPUT_FORMATS = ("webdataset", "parquet", "imagefolder")
+IMAGE_FORMATS = ("png", "webp", "jpeg")
+MANIFEST_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "txt")
+UNKNOWN_COLUMN_POLICIES = ("metadata", "reject", "ignore")
+
+# Row fields whose default the job may set (everything of GenerationRequest that is not
+# per-row identity: prompt, seed and id always come from the row).
+DEFAULTABLE_FIELDS = (
+    "negative_prompt",
+    "guidance",
+    "steps",
+    "height",
+    "width",
+    "sampler",
+    "num_images",
+)
+
+# Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
+# change a single output byte.
+_NOT_COMPARED = frozenset({"output", "dry_run"})
+
+
+class ConfigError(ValueError):
+    """A job setting is invalid; the message names the setting, its value and what is valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """Everything a dataset job needs except the generator.
+
+    manifest: a path or glob, or several separated by commas (any Beam filesystem).
+    defaults: values for row fields the manifest leaves out (keys: DEFAULTABLE_FIELDS).
+    unknown_columns: what to do with row fields jaxgen does not know: "metadata" (default)
+      carries them into the record's user metadata, "reject" rejects the row, "ignore"
+      drops them.
+    max_line_bytes: longer manifest lines (or CSV records) are rejected unread, which also
+      bounds the memory one row can take.
+    """
+
+    manifest: str
+    output: str
+    output_format: str = "webdataset"
+    image_format: str = "png"
+    image_quality: int = 90
+    shard_size: int = 10_000
+    job_seed: int = 0
+    manifest_format: str = "auto"
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    unknown_columns: str = "metadata"
+    max_line_bytes: int = 1 << 20
+    max_metadata_bytes: int = 64 << 10
+    latent_factor: int = 8
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass with a dict field: freeze a private copy so callers cannot
+        # change the config under a running job.
+        object.__setattr__(self, "defaults", dict(self.defaults))
+        _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
+        _check_choice("image_format", self.image_format, IMAGE_FORMATS)
+        _check_choice("manifest_format", self.manifest_format, MANIFEST_FORMATS)
+        _check_choice("unknown_columns", self.unknown_columns, UNKNOWN_COLUMN_POLICIES)
+        _check_int("image_quality", self.image_quality, 1, 100)
+        _check_int("shard_size", self.shard_size, 1, 10**7)
+        _check_int("job_seed", self.job_seed, 0, 2**63 - 1)
+        _check_int("max_line_bytes", self.max_line_bytes, 64, 1 << 30)
+        _check_int("max_metadata_bytes", self.max_metadata_bytes, 2, 1 << 30)
+        _check_int("latent_factor", self.latent_factor, 1, 64)
+        if not isinstance(self.manifest, str) or not self.manifest.strip():
+            raise ConfigError(f"manifest {self.manifest!r}: give a path or glob")
+        if not isinstance(self.output, str) or not self.output.strip():
+            raise ConfigError(f"output {self.output!r}: give an output directory")
+        unknown = sorted(set(self.defaults) - set(DEFAULTABLE_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"defaults {unknown}: not a defaultable field; valid: {', '.join(DEFAULTABLE_FIELDS)}"
+            )
+        try:
+            validate_request(self.base_request(), latent_factor=self.latent_factor)
+        except RequestError as e:
+            raise ConfigError(f"defaults.{e}") from None
+
+    @property
+    def manifest_patterns(self) -> list[str]:
+        return [p.strip() for p in self.manifest.split(",") if p.strip()]
+
+    def base_request(self) -> GenerationRequest:
+        """The request a row with only a prompt turns into."""
+        return GenerationRequest(prompt="x", **self.defaults)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["defaults"] = dict(sorted(self.defaults.items()))
+        return d
+
+    def comparable(self) -> dict[str, Any]:
+        """The settings that must match for a rerun to resume an existing output."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_COMPARED}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> JobConfig:
+        """Build from a dict (a job YAML, CLI flags); unknown keys are an error, not ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"job settings {unknown}: unknown; valid: {', '.join(sorted(names))}")
+        return cls(**dict(values))
+
+
+def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name} {value!r}: not one of {', '.join(valid)}")
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name} {value!r}: must be an integer in [{lo}, {hi}]")

@@ -1,0 +1,139 @@
+"""One manifest row -> a validated GenerationRequest, or a RequestError naming the field.
+
+Type rules (the same for every manifest format):
+- JSON/Parquet values must already have the field's type; integral floats (25.0, as
+  pandas writes int columns that had nulls) are accepted for integer fields. CSV/TSV cells
+  are text and are parsed: "25" -> 25, "7.5" -> 7.5; an empty cell means "not given".
+- A missing (or null) field takes the job default (`JobConfig.defaults`), then the
+  GenerationRequest default. `seed` left out is derived later from the job seed (plan.py).
+- `id` may be a string or an integer (kept as its decimal string).
+- `metadata` is a JSON object (in CSV: a cell holding a JSON object). Fields jaxgen does
+  not know are, by default (`unknown_columns="metadata"`), merged into it, so a CSV with a
+  `label` column ends up with `{"label": ...}` in every record; a name given both ways is
+  rejected rather than silently overwritten.
+Every range/type check of the request itself is `validate_request`'s, not repeated here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from jaxgen.requests import GenerationRequest, RequestError, validate_request
+
+if TYPE_CHECKING:
+    from jaxgen.dataset.config import JobConfig
+
+REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(GenerationRequest))
+_INT_FIELDS = frozenset({"seed", "steps", "height", "width", "num_images"})
+_FLOAT_FIELDS = frozenset({"guidance"})
+MAX_ID_CHARS = 256
+_MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
+
+
+def normalize_id(value: Any) -> str | None:
+    """The id a row is known by (for duplicate detection), or None if it has no usable id."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def row_to_request(
+    fields: Mapping[str, Any], config: JobConfig, *, text_values: bool = False
+) -> GenerationRequest:
+    """Build and validate the request of one row; raise RequestError naming the bad field."""
+    if "prompt" not in fields:
+        raise RequestError("prompt", None, "is missing; every row needs a prompt")
+    given: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in REQUEST_FIELDS:
+            extra[name] = value
+        elif text_values:
+            given[name] = _parse_text(name, value)
+        else:
+            given[name] = _coerce(name, value)
+    metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns)
+    if metadata is not None:
+        _check_metadata(metadata, config.max_metadata_bytes)
+    given["metadata"] = metadata
+    if isinstance(given.get("id"), str) and len(given["id"]) > MAX_ID_CHARS:
+        raise RequestError("id", given["id"], f"is longer than {MAX_ID_CHARS} characters")
+    request = GenerationRequest(**{**config.defaults, **given})
+    return validate_request(request, latent_factor=config.latent_factor)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _INT_FIELDS and isinstance(value, float) and value.is_integer():
+        if abs(value) <= _MAX_EXACT_FLOAT:
+            return int(value)
+    if name in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if name == "id" and value is not None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise RequestError("id", value, "must be a non-empty string or an integer")
+    if name == "sampler" and isinstance(value, str):
+        return value.strip().lower()
+    return value
+
+
+def _parse_text(name: str, text: str) -> Any:
+    """A CSV cell to the field's type; a cell that does not parse names the field."""
+    if name in _INT_FIELDS:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise RequestError(name, text, "must be an integer") from None
+    if name in _FLOAT_FIELDS:
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise RequestError(name, text, "must be a number") from None
+    if name == "metadata":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RequestError(name, text, f"must hold a JSON object: {e.msg}") from None
+    return _coerce(name, text)
+
+
+def _merge_metadata(
+    metadata: Any, extra: dict[str, Any], policy: str
+) -> dict[str, Any] | None:
+    if metadata is not None and not isinstance(metadata, dict):
+        raise RequestError("metadata", metadata, "must be a JSON object")
+    if not extra or policy == "ignore":
+        return metadata
+    if policy == "reject":
+        name = sorted(extra)[0]
+        raise RequestError(
+            name, extra[name], f"is not a known field ({', '.join(REQUEST_FIELDS)}); "
+            "set unknown_columns=metadata to keep it as user metadata"
+        )
+    merged = dict(metadata or {})
+    for name in sorted(extra):
+        if name in merged:
+            raise RequestError(
+                "metadata", name, "key is given both as a column and inside metadata"
+            )
+        merged[name] = extra[name]
+    return merged
+
+
+def _check_metadata(metadata: dict[str, Any], max_bytes: int) -> None:
+    try:
+        # allow_nan=False: NaN is not JSON, and the records must be readable by any JSON
+        # reader (pyarrow, HF datasets), not only Python's.
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise RequestError("metadata", metadata, f"is not plain JSON ({e})") from None
+    if len(text.encode()) > max_bytes:
+        raise RequestError(
+            "metadata", f"{len(text.encode())} bytes", f"is larger than max_metadata_bytes={max_bytes}"
+        )

@@ -1,0 +1,14 @@
+"""Flax modules of the latent-diffusion family, named as diffusers/transformers name them."""
+
+from jaxgen.models.clip import CLIPTextConfig, CLIPTextModel
+from jaxgen.models.unet import UNet2DConditionModel, UNetConfig
+from jaxgen.models.vae import AutoencoderKL, VAEConfig
+
+__all__ = [
+    "AutoencoderKL",
+    "CLIPTextConfig",
+    "CLIPTextModel",
+    "UNet2DConditionModel",
+    "UNetConfig",
+    "VAEConfig",
+]

@@ -1,0 +1,47 @@
+"""Ancestral DDPM sampling (Ho et al. 2020), on a strided schedule as in diffusers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.schedulers.config import SchedulerConfig
+from jaxgen.schedulers.sampler import Sampler, SamplerFns, State, no_state
+from jaxgen.schedulers.tables import check_finite, discrete_tables, predict_x0, to_device
+
+
+def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
+    """Posterior q(x_prev | x_t, x0) coefficients between consecutive listed timesteps."""
+    t, acp, tables = discrete_tables(name, config, num_steps)
+    acp_t = acp[t]
+    # The step after the last one lands on the clean image: alpha_prod = 1 there.
+    acp_prev = np.append(acp_t[1:], 1.0)
+    beta_prod = 1 - acp_t
+    beta = 1 - acp_t / acp_prev  # the effective beta of a strided step
+    tables["coef_x0"] = np.sqrt(acp_prev) * beta / beta_prod
+    tables["coef_x"] = np.sqrt(acp_t / acp_prev) * (1 - acp_prev) / beta_prod
+    # "fixed_small" variance (eq. 7's beta tilde); diffusers adds no noise at t = 0.
+    variance = np.maximum((1 - acp_prev) / beta_prod * beta, 1e-20)
+    tables["noise_std"] = np.where(t > 0, np.sqrt(variance), 0.0)
+    check_finite(name, num_steps, tables)
+    return Sampler(
+        timesteps=jnp.asarray(t, dtype=jnp.float32),
+        tables=to_device(tables),
+        name=name,
+        init_noise_sigma=1.0,
+        needs_noise=True,
+        prediction_type=config.prediction_type,
+        fns=SamplerFns(init_state=no_state, step=step),
+    )
+
+
+def step(
+    s: Sampler, state: State, i: jax.Array, out: jax.Array, x: jax.Array, noise: jax.Array | None
+) -> tuple[jax.Array, State]:
+    """x_prev = posterior mean(x0, x_t) + posterior std * noise (DDPM eqs. 6-7)."""
+    x0 = predict_x0(s.prediction_type, out, x, s.tables["alpha"][i], s.tables["sigma"][i])
+    clip = s.tables["clip"][i]
+    x0 = jnp.clip(x0, -clip, clip)
+    mean = s.tables["coef_x0"][i] * x0 + s.tables["coef_x"][i] * x
+    return mean + s.tables["noise_std"][i] * noise, state

@@ -1,0 +1,215 @@
+"""Load and save diffusers-format model directories (safetensors, no network)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+
+from jaxgen.models import (
+    AutoencoderKL,
+    CLIPTextConfig,
+    CLIPTextModel,
+    UNet2DConditionModel,
+    UNetConfig,
+    VAEConfig,
+)
+from jaxgen.models.config import to_dict
+from jaxgen.weights.convert import WeightsError, flax_to_torch, torch_to_flax
+
+COMPONENTS = ("unet", "vae", "text_encoder")
+_WEIGHT_STEM = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model",
+                "text_encoder": "model"}
+_CLASS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
+          "text_encoder": ("transformers", "CLIPTextModel"),
+          "tokenizer": ("transformers", "CLIPTokenizer")}
+
+
+class ModelDirError(ValueError):
+    """The model directory is missing, incomplete or unreadable: names the path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionModel:
+    """A text-to-image latent-diffusion model: configs, tokenizer and Flax params."""
+
+    name: str
+    hash: str  # 10 hex digits over the weight files, like A1111's short model hash
+    unet: UNetConfig
+    vae: VAEConfig
+    text_encoder: CLIPTextConfig
+    scheduler_config: dict[str, Any]
+    tokenizer: Any  # transformers.CLIPTokenizer
+    params: dict[str, Any]
+    raw_configs: dict[str, dict[str, Any]]  # kept so an export is byte-for-byte faithful
+
+    def modules(self, dtype: Any = jnp.float32):
+        return (UNet2DConditionModel(self.unet, dtype), AutoencoderKL(self.vae, dtype),
+                CLIPTextModel(self.text_encoder, dtype))
+
+    @property
+    def latent_factor(self) -> int:
+        return self.vae.downscale
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A local directory, or a repo id already in the offline Hugging Face cache."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelDirError(f"model path {str(path)!r} is a file; expected a diffusers-format "
+                            "directory with model_index.json")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception as err:  # any hub error means: not available offline
+        raise ModelDirError(
+            f"model {str(name_or_path)!r} is neither a local directory nor in the offline "
+            f"Hugging Face cache ({type(err).__name__}); jaxgen never downloads weights") from err
+
+
+def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: str | None = None,
+               allow_pickle: bool = False) -> DiffusionModel:
+    """Read a diffusers-format directory into a DiffusionModel with params in `dtype`."""
+    root = resolve_model_path(name_or_path)
+    index_file = root / "model_index.json"
+    if not index_file.is_file():
+        raise ModelDirError(f"{root}: no model_index.json; not a diffusers-format model directory")
+    raw = {c: _read_json(root / c / "config.json") for c in COMPONENTS}
+    raw["scheduler"] = _read_json(root / "scheduler" / "scheduler_config.json")
+    configs = {"unet": UNetConfig.from_dict(raw["unet"], f"{root}/unet/config.json"),
+               "vae": VAEConfig.from_dict(raw["vae"], f"{root}/vae/config.json"),
+               "text_encoder": CLIPTextConfig.from_dict(raw["text_encoder"],
+                                                        f"{root}/text_encoder/config.json")}
+    shapes = param_shapes(configs["unet"], configs["vae"], configs["text_encoder"])
+    params, digest = {}, hashlib.sha256()
+    for comp in COMPONENTS:
+        files = _weight_files(root / comp, _WEIGHT_STEM[comp], variant, allow_pickle)
+        state = {}
+        for f in files:
+            digest.update(f.relative_to(root).as_posix().encode())
+            digest.update(_file_sha256(f))
+            state.update(_read_tensors(f))
+        tree = torch_to_flax(state, shapes[comp], str(root / comp))
+        params[comp] = jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+    return DiffusionModel(
+        name=root.name, hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
+        tokenizer=_load_tokenizer(root / "tokenizer"), params=params, raw_configs=raw, **configs)
+
+
+def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig) -> dict[str, Any]:
+    """The parameter tree of each component as ShapeDtypeStructs (nothing allocated)."""
+    key = jax.random.key(0)
+    side = 2 ** (len(unet.block_out_channels) - 1)
+    vside = 2 ** (len(vae.block_out_channels) - 1)
+    trees = {
+        "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key,
+                               jnp.zeros((1, side, side, unet.in_channels)), jnp.zeros((1,)),
+                               jnp.zeros((1, 1, unet.cross_attention_dim))),
+        "vae": jax.eval_shape(AutoencoderKL(vae).init, key,
+                              jnp.zeros((1, vside, vside, vae.in_channels))),
+        "text_encoder": jax.eval_shape(CLIPTextModel(text).init, key,
+                                       jnp.zeros((1, text.max_position_embeddings), jnp.int32)),
+    }
+    return {k: v["params"] for k, v in trees.items()}
+
+
+def save_model(model: DiffusionModel, out_dir: str | Path) -> Path:
+    """Write `model` as a diffusers-format directory that StableDiffusionPipeline opens."""
+    out = Path(out_dir)
+    for comp in COMPONENTS:
+        (out / comp).mkdir(parents=True, exist_ok=True)
+        config = model.raw_configs.get(comp) or _fresh_config(comp, getattr(model, comp))
+        _write_json(out / comp / "config.json", config)
+        state = flax_to_torch(jax.tree.map(np.asarray, model.params[comp]))
+        safetensors.numpy.save_file(state, out / comp / f"{_WEIGHT_STEM[comp]}.safetensors")
+    (out / "scheduler").mkdir(parents=True, exist_ok=True)
+    _write_json(out / "scheduler" / "scheduler_config.json", model.scheduler_config)
+    model.tokenizer.save_pretrained(out / "tokenizer")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+             "feature_extractor": [None, None], "requires_safety_checker": False,
+             "safety_checker": [None, None],
+             "scheduler": ["diffusers", model.scheduler_config.get("_class_name", "DDIMScheduler")]}
+    index.update({c: list(_CLASS[c]) for c in (*COMPONENTS, "tokenizer")})
+    _write_json(out / "model_index.json", index)
+    return out
+
+
+def _fresh_config(comp: str, config: Any) -> dict[str, Any]:
+    library, cls = _CLASS[comp]
+    extra = {"architectures": [cls], "model_type": "clip_text_model"} if library == "transformers" \
+        else {"_class_name": cls}
+    return {**extra, **to_dict(config)}
+
+
+def _weight_files(folder: Path, stem: str, variant: str | None, allow_pickle: bool) -> list[Path]:
+    if not folder.is_dir():
+        raise ModelDirError(f"{folder}: component directory is missing")
+    name = f"{stem}.{variant}" if variant else stem
+    single, index = folder / f"{name}.safetensors", folder / f"{name}.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        shards = sorted(set(_read_json(index)["weight_map"].values()))
+        return [folder / s for s in shards]
+    pickled = folder / f"{name}.bin"
+    if pickled.is_file():
+        if allow_pickle:
+            return [pickled]
+        raise ModelDirError(
+            f"{pickled}: pickled PyTorch weights can run arbitrary code when loaded, so jaxgen "
+            "refuses them; convert to safetensors, or pass allow_pickle=True "
+            "(--allow-pickle) if you trust this file")
+    present = sorted(p.name for p in folder.iterdir())
+    hint = "" if variant else " (pass variant='fp16' if only fp16 weights are present)"
+    raise ModelDirError(f"{folder}: no {name}.safetensors; found {present}{hint}")
+
+
+def _read_tensors(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".bin":
+        import torch  # only on explicit opt-in to pickled weights
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() for k, v in state.items()}
+    try:
+        return safetensors.numpy.load_file(path)
+    except Exception as err:
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    if not folder.is_dir():
+        raise ModelDirError(f"{folder}: tokenizer directory is missing")
+    return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def _file_sha256(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelDirError(f"{path}: file is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{path}: not valid JSON ({err})") from err
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

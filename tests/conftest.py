@@ -1,0 +1,24 @@
+"""Test setup: 8 simulated CPU devices, and tiny diffusers-format models built locally."""
+
+import os
+
+# Must happen before jax is imported anywhere.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from tests import tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_dir(tmp_path_factory):
+    """An SD 1.x-style model: conv projections, int head count, epsilon, quick_gelu."""
+    return tiny_models.build(tmp_path_factory.mktemp("tiny_sd1"), style="sd1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2_dir(tmp_path_factory):
+    """An SD 2.x-style model: linear projections, per-block heads, upcast, v-prediction, gelu."""
+    return tiny_models.build(tmp_path_factory.mktemp("tiny_sd2"), style="sd2")

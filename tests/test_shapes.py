@@ -1,0 +1,219 @@
+"""Tests for the captioned-shapes domain: renderer, captions, parser, analyser and scorer."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from jaxgen.shapes import (
+    COLOURS,
+    PAIR_TEMPLATES,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    SINGLE_TEMPLATES,
+    SIZES,
+    ObjectSpec,
+    Scene,
+    SceneSpec,
+    analyse,
+    canonical,
+    caption,
+    parse_caption,
+    relation_holds,
+    render,
+    sample_scene,
+    score,
+)
+from jaxgen.shapes.render import object_mask
+from jaxgen.shapes.scene import INVERSE_RELATION
+
+ANALYSER_SEEDS = range(2000)
+
+
+def _spec_as_canonical_scene(spec: SceneSpec) -> SceneSpec:
+    """Swap a parsed "B right of A" into "A left of B", mirroring scene.canonical."""
+    if spec.relation in ("right of", "below"):
+        a, b = spec.objects
+        return SceneSpec(spec.background, (b, a), INVERSE_RELATION[spec.relation])
+    return spec
+
+
+def test_rendering_is_deterministic_for_a_seed() -> None:
+    for seed in (0, 1, 12345, 2**31 - 1):
+        first = render(sample_scene(seed))
+        second = render(sample_scene(seed))
+        assert first.shape == (64, 64, 3) and first.dtype == np.uint8
+        assert first.tobytes() == second.tobytes()
+
+
+def test_different_seeds_give_different_images() -> None:
+    images = {render(sample_scene(seed)).tobytes() for seed in range(300)}
+    # The space has ~10^5 scenes, so a few birthday collisions among 300 seeds are allowed.
+    assert len(images) >= 295
+
+
+def test_sampling_covers_every_attribute_value_and_respects_constraints() -> None:
+    seen: dict[str, set] = {k: set() for k in ("shape", "colour", "bg", "size", "pos", "rel", "n")}
+    for seed in range(3000):
+        scene = sample_scene(seed)
+        seen["bg"].add(scene.background)
+        seen["rel"].add(scene.relation)
+        seen["n"].add(len(scene.objects))
+        for obj in scene.objects:
+            assert obj.colour != scene.background
+            seen["shape"].add(obj.shape)
+            seen["colour"].add(obj.colour)
+            seen["size"].add(obj.size)
+            seen["pos"].add(obj.position)
+        masks = [object_mask(o.shape, o.size, o.position) for o in scene.objects]
+        if len(masks) == 2:
+            # Objects never overlap, and not even touch (they must stay separate components).
+            grown = masks[0] | np.roll(masks[0], 1, 0) | np.roll(masks[0], -1, 0)
+            grown = grown | np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
+            assert not (grown & masks[1]).any()
+    assert seen["shape"] == set(SHAPES) and seen["size"] == set(SIZES)
+    assert seen["colour"] == set(COLOURS) and seen["bg"] == set(COLOURS)
+    assert seen["pos"] == set(POSITIONS)
+    assert seen["rel"] == set(RELATIONS) | {None} and seen["n"] == {1, 2}
+    assert len(sample_scene(7, num_objects=1).objects) == 1
+    assert len(sample_scene(7, num_objects=2).objects) == 2
+
+
+def test_analyser_is_exact_on_rendered_scenes() -> None:
+    wrong = [
+        s for s in ANALYSER_SEEDS if analyse(render(sample_scene(s))) != canonical(sample_scene(s))
+    ]
+    assert wrong == []
+
+
+def test_analyser_accepts_float_images_in_unit_range() -> None:
+    scene = sample_scene(3)
+    assert analyse(render(scene).astype(np.float32) / 255.0) == canonical(scene)
+
+
+def test_analyser_tolerates_mild_gaussian_noise() -> None:
+    rng = np.random.default_rng(0)
+    seeds = range(1000)
+    correct = 0
+    for seed in seeds:
+        scene = sample_scene(seed)
+        noisy = render(scene) + rng.normal(0.0, 8.0, size=(64, 64, 3))
+        image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        correct += analyse(image) == canonical(scene)
+    assert correct / len(seeds) >= 0.95
+
+
+def test_relation_words_hold_geometrically() -> None:
+    checked = 0
+    for seed in range(500):
+        scene = sample_scene(seed, num_objects=2)
+        a, b = scene.objects
+        assert relation_holds(scene.relation, a.position, b.position)
+        ya, xa = np.nonzero(object_mask(a.shape, a.size, a.position))
+        yb, xb = np.nonzero(object_mask(b.shape, b.size, b.position))
+        # The relation holds on the drawn pixels, not just on the cell names.
+        holds = {
+            "left of": xa.max() < xb.min(),
+            "right of": xa.min() > xb.max(),
+            "above": ya.max() < yb.min(),
+            "below": ya.min() > yb.max(),
+        }[scene.relation]
+        assert holds, scene
+        checked += 1
+    assert checked == 500
+
+
+@pytest.mark.parametrize(("templates", "num_objects"), [(SINGLE_TEMPLATES, 1), (PAIR_TEMPLATES, 2)])
+def test_parser_round_trips_every_template(templates: tuple[str, ...], num_objects: int) -> None:
+    assert len(templates) >= (5 if num_objects == 1 else 4)
+    for index, template in enumerate(templates):
+        states_background = "{bg}" in template
+        for seed in range(150):
+            scene = sample_scene(seed, num_objects=num_objects)
+            text = caption(scene, seed, template=index)
+            spec = _spec_as_canonical_scene(parse_caption(text))
+            want = canonical(scene)
+            assert spec.background == (want.background if states_background else None), text
+            assert spec.relation == want.relation, text
+            assert len(spec.objects) == len(want.objects), text
+            for got, obj in zip(spec.objects, want.objects, strict=True):
+                assert (got.shape, got.colour, got.size) == (obj.shape, obj.colour, obj.size)
+                # Single-object captions state the position; pair captions imply it.
+                assert got.position == (obj.position if num_objects == 1 else None), text
+            # Case and whitespace do not matter.
+            shouted = "  " + re.sub(" ", "   ", text.upper()) + "\t"
+            assert parse_caption(shouted) == parse_caption(text)
+
+
+def test_single_object_captions_name_size_and_position() -> None:
+    for seed in range(300):
+        scene = sample_scene(seed, num_objects=1)
+        spec = parse_caption(caption(scene, seed))
+        assert spec.objects[0].size is not None and spec.objects[0].position is not None
+
+
+def test_parser_reads_free_form_prompts() -> None:
+    spec = parse_caption("A Big BLUE   square in the CENTRE, the background is white")
+    assert spec == SceneSpec("white", (ObjectSpec("square", "blue", "large", "center"),), None)
+    spec = parse_caption("a red circle at the top left and a green triangle at the bottom")
+    assert spec.objects == (
+        ObjectSpec("circle", "red", None, "top left"),
+        ObjectSpec("triangle", "green", None, "bottom"),
+    )
+    assert spec.relation is None and spec.background is None
+
+
+@pytest.mark.parametrize(
+    "prompt", ["hello world", "a red thing on a blue background", "a red circle left of"]
+)
+def test_unparseable_prompt_raises_value_error_naming_the_text(prompt: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(prompt))):
+        parse_caption(prompt)
+
+
+def test_score_of_a_scene_against_its_own_caption_is_joint_correct() -> None:
+    for seed in range(1000):
+        scene = sample_scene(seed)
+        result = score(parse_caption(caption(scene, seed)), analyse(render(scene)))
+        assert result["joint"] is True and result["count"] is True, (seed, result)
+
+
+def test_score_flags_each_wrong_attribute() -> None:
+    scene = sample_scene(11, num_objects=1)
+    obj = scene.objects[0]
+    spec = SceneSpec(scene.background, (ObjectSpec(obj.shape, obj.colour, obj.size, obj.position),))
+    other_colour = next(c for c in COLOURS if c not in (obj.colour, scene.background))
+    wrong = dataclasses.replace(
+        spec, objects=(dataclasses.replace(spec.objects[0], colour=other_colour),)
+    )
+    result = score(wrong, analyse(render(scene)))
+    assert result["colour"] is False and result["joint"] is False
+    assert result["shape"] is True and result["background"] is True and result["relation"] is None
+    # Asking for two objects when one is drawn fails count; unasked attributes stay None.
+    two = SceneSpec(None, (ObjectSpec(shape=obj.shape), ObjectSpec(shape=obj.shape)), "left of")
+    result = score(two, analyse(render(scene)))
+    assert result["count"] is False and result["relation"] is False and result["size"] is None
+
+
+def test_score_matches_objects_regardless_of_order() -> None:
+    scene = sample_scene(5, num_objects=2)
+    a, b = scene.objects
+    swapped = SceneSpec(
+        scene.background,
+        (ObjectSpec(b.shape, b.colour, b.size), ObjectSpec(a.shape, a.colour, a.size)),
+        INVERSE_RELATION[scene.relation],
+    )
+    assert score(swapped, analyse(render(scene)))["joint"] is True
+    wrong_relation = dataclasses.replace(swapped, relation=scene.relation)
+    result = score(wrong_relation, analyse(render(scene)))
+    assert result["relation"] is False and result["joint"] is False
+
+
+def test_empty_image_analyses_to_no_objects() -> None:
+    blank = render(Scene("green", (), None))
+    found = analyse(blank)
+    assert found == Scene("green", (), None)
