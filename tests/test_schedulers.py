@@ -2,7 +2,9 @@
 
 Both sides get the same fake UNet (out = 0.5 * model_input + r_i, r_i from a NumPy seed per
 step) and the same step noise; every intermediate sample must match within relative L2 1e-5.
-Largest relative L2 errors measured over all tests here (CPU): <filled in below>.
+Largest relative L2 error over all comparisons here, measured on CPU with diffusers 0.42.1
+and torch 2.13: ddim 3.8e-7, ddpm 4.4e-7, dpmpp_2m 8.0e-7, dpmpp_2m_karras 2.0e-6 (the
+cosine schedule, whose Karras sigmas reach 2e4), euler 2.8e-7, euler_ancestral 2.9e-7.
 """
 
 from __future__ import annotations

@@ -18,9 +18,12 @@ def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
     # The step after the last one lands on the clean image: alpha_prod = 1 there.
     acp_prev = np.append(acp_t[1:], 1.0)
     beta_prod = 1 - acp_t
-    beta = 1 - acp_t / acp_prev  # the effective beta of a strided step
+    # The effective alpha of a strided step, rounded to float32 as diffusers does: 1 - alpha
+    # is ill-conditioned at fine strides, so matching diffusers needs the same rounding.
+    alpha = (acp_t.astype(np.float32) / acp_prev.astype(np.float32)).astype(np.float64)
+    beta = 1 - alpha
     tables["coef_x0"] = np.sqrt(acp_prev) * beta / beta_prod
-    tables["coef_x"] = np.sqrt(acp_t / acp_prev) * (1 - acp_prev) / beta_prod
+    tables["coef_x"] = np.sqrt(alpha) * (1 - acp_prev) / beta_prod
     # "fixed_small" variance (eq. 7's beta tilde); diffusers adds no noise at t = 0.
     variance = np.maximum((1 - acp_prev) / beta_prod * beta, 1e-20)
     tables["noise_std"] = np.where(t > 0, np.sqrt(variance), 0.0)

@@ -1,9 +1,9 @@
 """Per-step tables shared by the sampler families, built once in NumPy on the host.
 
 Everything here mirrors diffusers 0.42 (`set_timesteps`, `alphas_cumprod`, sigma tables) so
-the samplers feed the UNet the same timesteps and noise levels. Values are computed in float64
-from the float32 betas diffusers uses, then rounded to float32 once, which keeps them within a
-few ulp of diffusers' float32 torch arithmetic.
+the samplers feed the UNet the same timesteps and noise levels. alphas_cumprod, sigmas and
+timesteps are rounded to float32 where diffusers rounds them; the per-step coefficients derived
+from them are computed in float64 and rounded once, within a few ulp of diffusers' torch math.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def train_sigmas(config: SchedulerConfig) -> np.ndarray:
 def spaced_timesteps(
     config: SchedulerConfig, num_steps: int, *, integer: bool = True, solver_grid: bool = False
 ) -> np.ndarray:
-    """diffusers' `set_timesteps` spacing, float64 [num_steps], descending.
+    """diffusers' `set_timesteps` spacing: [num_steps] float32 values (as float64), descending.
 
     integer=False keeps linspace timesteps fractional (the Euler schedulers);
     solver_grid=True spaces num_steps + 1 points and drops t = 0 (DPMSolverMultistep).
@@ -66,7 +66,7 @@ def spaced_timesteps(
         # A float arange can yield one extra point just above 0 (e.g. 61 steps), which diffusers
         # keeps as a bogus timestep -1; the [:num_steps] below drops it.
         t = np.round(np.arange(n_train, 0, -n_train / num_steps)) - 1
-    return t[:num_steps].astype(np.float64)
+    return t[:num_steps].astype(np.float32).astype(np.float64)
 
 
 def karras_sigmas(sigmas: np.ndarray, num_steps: int, rho: float = 7.0) -> np.ndarray:
