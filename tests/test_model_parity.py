@@ -106,7 +106,8 @@ def test_sd15_unet_architecture_matches_diffusers():
     from jaxgen.weights.convert import torch_to_flax
     from jaxgen.weights.model_dir import param_shapes
 
-    config = {"act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
+    config = {"act_fn": "silu", "attention_head_dim": 8,
+              "block_out_channels": [320, 640, 1280, 1280],
               "center_input_sample": False, "cross_attention_dim": 768,
               "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
               "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, item_keys, tokenize
+from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
 from jaxgen.weights.model_dir import load_model
 
 PROMPTS = ["a red circle on a blue background", "a large green square left of a triangle"]
@@ -30,7 +30,7 @@ def test_ddim_10_steps_matches_diffusers_pipeline_within_2_of_255(style, tiny_sd
 
     fn = jax.jit(build_sampling_fn(model, SamplingSpec(16, 16, steps=10, sampler="ddim")))
     ours = fn(model.params, tokenize(model, PROMPTS), tokenize(model, ["", "blurry"]),
-              item_keys(np.array([0, 1]), np.array([0, 0])), jnp.array([7.5, 7.5]),
+              noise_ids(np.array([0, 1]), np.array([0, 0])), jnp.array([7.5, 7.5]),
               init_latents=jnp.asarray(latents.permute(0, 2, 3, 1).numpy()))
     diff = np.abs(np.asarray(ours, np.int32) - ref)
     assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"

@@ -1,9 +1,9 @@
 """Text-to-image as one program: encode prompts -> denoising loop -> VAE decode -> uint8.
 
-`build_sampling_fn` returns a pure function of (params, token ids, per-item keys, per-item
-guidance). Everything that changes array shapes or the loop (size, steps, sampler) is fixed
-when it is built; everything per item is an array, so a new prompt, seed or guidance value
-never recompiles.
+`build_sampling_fn` returns a pure function of (params, token ids, per-item noise ids,
+per-item guidance). Everything that changes array shapes or the loop (size, steps,
+sampler) is fixed when it is built; everything per item is an array, so a new prompt,
+seed or guidance value never recompiles.
 """
 
 from __future__ import annotations
@@ -31,18 +31,28 @@ class SamplingSpec:
     clip_skip: int = 0
 
 
-def item_keys(seeds: np.ndarray, image_indices: np.ndarray) -> jax.Array:
-    """One key per image, from its request seed and image index only (never batch position)."""
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    return jax.vmap(jax.random.fold_in)(keys, jnp.asarray(image_indices, jnp.uint32))
+def noise_ids(seeds: np.ndarray, image_indices: np.ndarray) -> np.ndarray:
+    """uint32 [B, 3] (seed low word, seed high word, image index): an image's whole identity
+    for its noise. Never batch position, batch size or device count."""
+    seeds = np.asarray(seeds, np.uint64)
+    return np.stack([seeds & 0xFFFFFFFF, seeds >> np.uint64(32),
+                     np.asarray(image_indices, np.uint64)], axis=-1).astype(np.uint32)
+
+
+def _item_keys(ids: jax.Array) -> jax.Array:
+    def one(row):
+        return jax.random.fold_in(jax.random.fold_in(jax.random.key(row[0]), row[1]), row[2])
+
+    return jax.vmap(one)(ids)
 
 
 def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec,
                       dtype: Any = jnp.float32) -> Callable[..., jax.Array]:
-    """fn(params, cond_ids, uncond_ids, keys, guidance, init_latents=None) -> uint8 [B,H,W,3].
+    """fn(params, cond_ids, uncond_ids, ids, guidance, init_latents=None) -> uint8 [B,H,W,3].
 
-    `keys` are per-image keys (see item_keys): the initial noise is drawn from fold_in(key, 0)
-    and step s's ancestral noise from fold_in(key, s + 1). `init_latents` (NHWC, unit
+    `ids` are per-image noise ids (see noise_ids), turned into one key per image: the initial
+    noise is drawn from fold_in(key, 0) and step s's ancestral noise from fold_in(key, s + 1).
+    `init_latents` (NHWC, unit
     variance) replaces the drawn noise, for comparisons with other implementations.
     """
     unet, vae, text = model.modules(dtype)
@@ -56,9 +66,10 @@ def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec,
         draw = lambda k: jax.random.normal(jax.random.fold_in(k, step), latent_shape)  # noqa: E731
         return jax.vmap(draw)(keys)
 
-    def fn(params, cond_ids, uncond_ids, keys, guidance, init_latents=None):
-        ids = jnp.concatenate([uncond_ids, cond_ids], axis=0)
-        context, _ = text.apply({"params": params["text_encoder"]}, ids, spec.clip_skip)
+    def fn(params, cond_ids, uncond_ids, ids, guidance, init_latents=None):
+        keys = _item_keys(ids)
+        tokens = jnp.concatenate([uncond_ids, cond_ids], axis=0)
+        context, _ = text.apply({"params": params["text_encoder"]}, tokens, spec.clip_skip)
         latents = noise(keys, 0) if init_latents is None else init_latents
         latents = latents.astype(jnp.float32) * sampler.init_noise_sigma
         g = guidance.astype(jnp.float32)[:, None, None, None]

@@ -31,7 +31,7 @@ def config_from_dict(cls: type[T], raw: dict[str, Any], source: str,
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {k: _as_list(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def _as_tuple(v: Any) -> Any:

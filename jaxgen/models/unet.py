@@ -68,7 +68,8 @@ class UNetConfig:
         cfg = config_from_dict(cls, raw, source, _INERT)
         for i, t in enumerate(cfg.down_block_types):
             if t not in _DOWN_TYPES:
-                raise ValueError(f"{source}: down_block_types[{i}]={t!r} is not one of {_DOWN_TYPES}")
+                raise ValueError(
+                    f"{source}: down_block_types[{i}]={t!r} is not one of {_DOWN_TYPES}")
         for i, t in enumerate(cfg.up_block_types):
             if t not in _UP_TYPES:
                 raise ValueError(f"{source}: up_block_types[{i}]={t!r} is not one of {_UP_TYPES}")

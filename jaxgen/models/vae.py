@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.config import config_from_dict, per_block
+from jaxgen.models.config import config_from_dict
 from jaxgen.models.layers import (
     Downsample2D,
     Dtype,

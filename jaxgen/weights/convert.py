@@ -48,7 +48,8 @@ def torch_to_flax(state: dict[str, np.ndarray], target: Any, source: str) -> dic
         out[path] = value
     missing = [flax_to_torch_name(p) for p in flat_target if p not in out]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        shown = ", ".join(missing[:5]) + more
         raise WeightsError(f"{source}: missing tensors {shown}")
     return unflatten_dict(out)
 

@@ -53,7 +53,7 @@ def write_clip_tokenizer(out_dir: str | Path, words: Iterable[str] = (),
     vocab[BOS] = len(vocab)
     vocab[EOS] = len(vocab)
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (out / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n")
     config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": max_length,
               "bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS,
               "do_lower_case": True}

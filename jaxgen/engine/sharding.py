@@ -1,0 +1,63 @@
+"""The device mesh, parameter partition rules and batch shardings.
+
+Each process builds a mesh over its OWN local devices (axes 'data', 'model'): inference
+needs no cross-host collectives, and a multi-host job splits its work by process index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA, MODEL = "data", "model"
+
+
+def make_mesh(model_parallel: int = 1, devices: list | None = None) -> Mesh:
+    """A ('data', 'model') mesh over the local devices; by default every device on 'data'."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    if model_parallel < 1 or len(devices) % model_parallel:
+        raise ValueError(f"model_parallel {model_parallel}: must be >= 1 and divide the "
+                         f"{len(devices)} local devices")
+    grid = np.array(devices).reshape(len(devices) // model_parallel, model_parallel)
+    return Mesh(grid, (DATA, MODEL))
+
+
+def param_shardings(params: Any, mesh: Mesh, min_shard_size: int = 2**20) -> Any:
+    """Replicate every parameter, except kernels of at least `min_shard_size` elements whose
+    output dimension divides over 'model': those are split along it (tensor parallel)."""
+    n_model = mesh.shape[MODEL]
+
+    def rule(path, leaf):
+        name = getattr(path[-1], "key", "")
+        shape = leaf.shape
+        if (n_model > 1 and name == "kernel" and np.prod(shape) >= min_shard_size
+                and shape[-1] % n_model == 0):
+            return NamedSharding(mesh, P(*([None] * (len(shape) - 1)), MODEL))
+        return NamedSharding(mesh, P())
+
+    return jax.tree_util.tree_map_with_path(rule, params)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Split the leading (batch) axis over 'data'; other axes whole."""
+    return NamedSharding(mesh, P(DATA))
+
+
+def process_share(num_items: int) -> range:
+    """The item indices this process owns in a multi-host job (all of them on one host)."""
+    return range(jax.process_index(), num_items, jax.process_count())
+
+
+def check_backend(expected: str | None) -> str:
+    """Fail fast when JAX did not get the accelerator the job expects: a second process on a
+    TPU host, or a missing CUDA plugin, silently falls back to CPU."""
+    backend = jax.default_backend()
+    if expected is not None and backend != expected:
+        raise RuntimeError(f"expected JAX backend {expected!r} but got {backend!r} "
+                           f"(devices: {jax.local_devices()}); is another process holding the "
+                           "accelerator, or is the jax plugin for it missing?")
+    return backend
