@@ -1,0 +1,220 @@
+"""`jaxgen` command line: generate, info, preview.
+
+`jaxgen generate` runs the same Beam pipeline as `python -m pipelines.generate_dataset`
+(jaxgen.beam.run_pipeline); Beam's own flags (--runner, --direct_running_mode, ...) pass
+through unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jaxgen.dataset.config import DEFAULTABLE_FIELDS, ConfigError, JobConfig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jaxgen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _generate_parser(sub.add_parser("generate", help="manifest in, image dataset out"))
+    info = sub.add_parser("info", help="the model and the devices jaxgen would use")
+    info.add_argument("--model", help="diffusers-format directory (default: the default model)")
+    preview = sub.add_parser("preview", help="generate one prompt to a PNG file")
+    preview.add_argument("prompt")
+    preview.add_argument("--out", default="preview.png")
+    preview.add_argument("--model")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--steps", type=int)
+    preview.add_argument("--guidance", type=float)
+    preview.add_argument("--sampler")
+    args, beam_args = parser.parse_known_args(argv)
+    if args.command != "generate" and beam_args:
+        parser.error(f"unrecognised arguments: {' '.join(beam_args)}")
+    try:
+        return {"generate": _generate, "info": _info, "preview": _preview}[args.command](
+            args, beam_args)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"jaxgen {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _generate_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="path or glob (comma-separated for several)")
+    p.add_argument("--out", required=True, help="output directory (any Beam filesystem)")
+    p.add_argument("--model", help="diffusers-format directory (default: the default model)")
+    p.add_argument("--job-config", help="YAML of job settings (see configs/jobs/)")
+    p.add_argument("--format", dest="output_format", help="webdataset | parquet | imagefolder")
+    p.add_argument("--image-format", help="png | webp | jpeg")
+    p.add_argument("--image-quality", type=int)
+    p.add_argument("--shard-size", type=int)
+    p.add_argument("--job-seed", type=int)
+    p.add_argument("--batch-size", type=int, help="images per device step (global)")
+    p.add_argument("--dtype", help="float32 | bfloat16 (default: by backend)")
+    p.add_argument("--model-parallel", type=int, default=1)
+    p.add_argument("--expect-backend", help="cpu | gpu | tpu: fail rather than fall back")
+    p.add_argument("--runner-profile", help="configs/runners/NAME.yaml (local, dataflow_gpu, ...)")
+    p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
+    p.add_argument("--no-progress", action="store_true")
+    for name in DEFAULTABLE_FIELDS:
+        kind = {"guidance": float}.get(name, int if name in _INT_FIELDS else str)
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"default_{name}",
+                       help=f"default {name} for rows without one")
+
+
+_INT_FIELDS = {"steps", "height", "width", "num_images", "seed"}
+
+
+def job_config(args: argparse.Namespace, size_multiple: int | None = None,
+               native_size: int | None = None) -> JobConfig:
+    values: dict[str, Any] = {}
+    if args.job_config:
+        values.update(yaml.safe_load(Path(args.job_config).read_text()) or {})
+    defaults = dict(values.pop("defaults", None) or {})
+    for name in ("output_format", "image_format", "image_quality", "shard_size", "job_seed"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    for name in DEFAULTABLE_FIELDS:
+        if getattr(args, f"default_{name}") is not None:
+            defaults[name] = getattr(args, f"default_{name}")
+    values.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run)
+    if size_multiple:
+        values["latent_factor"] = size_multiple
+    if native_size:  # the model's own resolution, unless the job says otherwise
+        defaults.setdefault("height", native_size)
+        defaults.setdefault("width", native_size)
+    return JobConfig.from_mapping({**values, "defaults": defaults})
+
+
+def _spec(args: argparse.Namespace):
+    from jaxgen.default_model import default_model_path
+    from jaxgen.engine.spec import GeneratorSpec
+
+    model = args.model or str(default_model_path())
+    return GeneratorSpec(model=model, dtype=args.dtype, batch_size=args.batch_size,
+                         model_parallel=args.model_parallel, expect_backend=args.expect_backend)
+
+
+def _generate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from jaxgen.beam.pipeline import run_pipeline
+
+    spec = _spec(args)
+    config = job_config(args, spec.size_multiple(), spec.native_size())
+    if args.runner_profile:
+        from pipelines.generate_dataset import profile_flags
+
+        beam_args = profile_flags(args.runner_profile) + beam_args
+    progress = None if args.no_progress or args.dry_run else _Progress(config)
+    try:
+        summary = run_pipeline(config, None if args.dry_run else spec, beam_args)
+    finally:
+        if progress:
+            progress.stop()
+    _print_summary(summary)
+    return 0
+
+
+class _Progress:
+    """A progress bar fed by the shard stats files as they land (works for any runner
+    writing to a filesystem this process can list)."""
+
+    def __init__(self, config: JobConfig):
+        from tqdm import tqdm
+
+        self.config = config
+        self.total_rows = _estimate_rows(config)
+        shards = math.ceil(self.total_rows / config.shard_size) if self.total_rows else None
+        self.bar = tqdm(total=shards, unit="shard", desc="jaxgen", dynamic_ncols=True)
+        self.seen: dict[str, int] = {}
+        self.done = threading.Event()
+        self.start = time.time()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.wait(2.0):
+            self._update()
+
+    def _update(self) -> None:
+        from jaxgen.dataset.progress import completed_shards
+
+        shards, images = completed_shards(self.config.output, self.seen)
+        self.bar.n = shards
+        rate = images / max(time.time() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{images} images, {rate:.2f} img/s")
+        self.bar.refresh()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._update()
+        self.bar.close()
+
+
+def _estimate_rows(config: JobConfig) -> int:
+    from jaxgen.dataset.progress import count_rows
+
+    try:
+        return count_rows(config)
+    except Exception:  # the bar is a convenience; the pipeline reports real errors
+        return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    counts = summary.get("counts", {})
+    width = max((len(k) for k in counts), default=0)
+    print("\n".join(f"  {k:<{width}}  {v}" for k, v in counts.items()))
+    for key in ("output", "duration_s", "images_per_s"):
+        if key in summary:
+            print(f"  {key:<{width}}  {summary[key]}")
+
+
+def _info(args: argparse.Namespace, _: list[str]) -> int:
+    import jax
+
+    from jaxgen.default_model import default_model_path
+    from jaxgen.engine.spec import GeneratorSpec
+    from jaxgen.weights.model_dir import load_model
+
+    model_path = args.model or default_model_path()
+    model = load_model(model_path)
+    counts = {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in model.params.items()}
+    print(f"model: {model.name} (hash {model.hash})")
+    for name, n in counts.items():
+        print(f"  {name:<13} {n / 1e6:8.2f}M parameters")
+    spec = GeneratorSpec(str(model_path))
+    print(f"native size: {spec.native_size()}px; sizes must be multiples of "
+          f"{spec.size_multiple()}")
+    print(f"backend: {jax.default_backend()}; devices: {jax.local_devices()}")
+    return 0
+
+
+def _preview(args: argparse.Namespace, _: list[str]) -> int:
+    from PIL import Image
+
+    from jaxgen.default_model import default_model_path
+    from jaxgen.engine.generator import Generator
+    from jaxgen.engine.spec import GeneratorSpec
+    from jaxgen.requests import GenerationRequest
+
+    model = args.model or default_model_path()
+    side = GeneratorSpec(str(model)).native_size()
+    gen = Generator.from_pretrained(model)
+    fields = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
+                                ("sampler", args.sampler)) if v is not None}
+    request = GenerationRequest(args.prompt, seed=args.seed, height=side, width=side, **fields)
+    image = next(iter(gen.generate([request]))).image
+    Image.fromarray(image).save(args.out)
+    print(f"wrote {args.out} ({side}x{side}, seed {args.seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""GeneratorSpec: the picklable recipe a Beam pipeline ships to its workers.
+
+Workers call `build()` once per process (through Beam's `Shared`), so the weights are
+loaded and placed on the devices once, however many shards the process generates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from jaxgen.weights.model_dir import resolve_model_path
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSpec:
+    model: str
+    dtype: str | None = None  # None: float32 on CPU, bfloat16 on GPU/TPU
+    batch_size: int | None = None  # None: one image per device on the 'data' axis
+    model_parallel: int = 1
+    expect_backend: str | None = None  # e.g. "gpu": fail instead of falling back to CPU
+    compilation_cache: str | None = None  # None: ~/.cache/jaxgen/xla (or $JAXGEN_CACHE_DIR)
+    variant: str | None = None
+    allow_pickle: bool = False
+
+    def build(self) -> Any:
+        from jaxgen.engine.generator import Generator
+        from jaxgen.engine.sharding import make_mesh
+
+        return Generator.from_pretrained(
+            self.model, variant=self.variant, allow_pickle=self.allow_pickle,
+            mesh=make_mesh(self.model_parallel), dtype=self.dtype, batch_size=self.batch_size,
+            expect_backend=self.expect_backend,
+            compilation_cache=self.compilation_cache or True)
+
+    def size_multiple(self) -> int:
+        """Heights/widths must be multiples of this; read from the configs, no weights."""
+        vae, unet = self._configs()
+        return vae.downscale * 2 ** (len(unet.block_out_channels) - 1)
+
+    def native_size(self) -> int:
+        """The resolution the model was trained at (unet sample_size x VAE factor)."""
+        vae, unet = self._configs()
+        return unet.sample_size * vae.downscale
+
+    def _configs(self):
+        from jaxgen.models import UNetConfig, VAEConfig
+
+        root = resolve_model_path(self.model)
+        read = lambda name: json.loads((root / name / "config.json").read_text())  # noqa: E731
+        return VAEConfig.from_dict(read("vae")), UNetConfig.from_dict(read("unet"))
+
+    @property
+    def model_path(self) -> Path:
+        return resolve_model_path(self.model)
