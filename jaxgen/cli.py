@@ -106,6 +106,8 @@ def _generate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from jaxgen.beam.pipeline import run_pipeline
 
     spec = _spec(args)
+    if not args.dry_run:
+        spec.check()
     config = job_config(args, spec.size_multiple(), spec.native_size())
     if args.runner_profile:
         from pipelines.generate_dataset import profile_flags

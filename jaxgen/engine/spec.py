@@ -35,6 +35,20 @@ class GeneratorSpec:
             expect_backend=self.expect_backend,
             compilation_cache=self.compilation_cache or True)
 
+    def check(self) -> None:
+        """Fail before any pipeline work: model path, configs, batch size vs this host's
+        devices (workers elsewhere may differ; they check again when they build)."""
+        import jax
+
+        self._configs()
+        if self.model_parallel < 1 or jax.local_device_count() % self.model_parallel:
+            raise ValueError(f"model_parallel {self.model_parallel}: must divide the "
+                             f"{jax.local_device_count()} local devices")
+        n_data = jax.local_device_count() // self.model_parallel
+        if self.batch_size is not None and (self.batch_size < 1 or self.batch_size % n_data):
+            raise ValueError(f"batch_size {self.batch_size}: must be a positive multiple of the "
+                             f"data axis ({n_data} devices here)")
+
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""
         vae, unet = self._configs()
