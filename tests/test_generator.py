@@ -134,3 +134,14 @@ def test_compilation_cache_is_written(model, tmp_path):
                     compilation_cache=tmp_path / "xla")
     list(gen.generate(others(1)))
     assert any((tmp_path / "xla").iterdir())
+
+
+def test_jaxgen_generate_is_the_generator_in_one_call(tiny_sd1_dir, model):
+    import jaxgen
+
+    images = jaxgen.generate(["a red circle", "a blue square"], tiny_sd1_dir, steps=4,
+                             seed=1234, sampler="euler_ancestral", num_images=2)
+    assert len(images) == 4 and images[0].shape == (16, 16, 3)
+    again = jaxgen.generate("a blue square", tiny_sd1_dir, steps=4, seed=1235,
+                            sampler="euler_ancestral", num_images=2)
+    np.testing.assert_array_equal(images[2], again[0])
