@@ -209,12 +209,19 @@ def _error(row_index: int, line: int, raw: Any, exc: RequestError) -> RawRow:
 def _check_line(data: bytes, length: int, max_bytes: int) -> str:
     """The line as text, or RequestError for an over-long or non-UTF-8 line."""
     if length > max_bytes:
-        raise RequestError("line", f"{length} bytes", f"is longer than max_line_bytes={max_bytes}")
+        raise _too_long("line", f"{length} bytes", max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        bad = data[e.start : e.end]
-        raise RequestError("line", bad, f"is not valid UTF-8 (at byte {e.start})") from None
+        raise _not_utf8(data, e) from None
+
+
+def _too_long(field: str, size: str, max_bytes: int) -> RequestError:
+    return RequestError(field, size, f"is longer than max_line_bytes={max_bytes}")
+
+
+def _not_utf8(data: bytes, e: UnicodeDecodeError) -> RequestError:
+    return RequestError("line", data[e.start : e.end], f"is not valid UTF-8 (at byte {e.start})")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -226,11 +233,14 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)  # built once, not per line
+
+
 def _decode_jsonl(index: int, line_no: int, data: bytes, length: int, max_bytes: int) -> RawRow:
     try:
         text = _check_line(data, length, max_bytes)
         try:
-            value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            value = _JSON.decode(text)
         except json.JSONDecodeError as e:
             raise RequestError(
                 "line", text[max(0, e.pos - 20) : e.pos + 20], f"is not valid JSON: {e.msg} "
@@ -313,7 +323,7 @@ def _csv_rows(f: BinaryIO, max_bytes: int, delimiter: str) -> Iterator[RawRow]:
         if record == []:
             continue  # a blank line: not a row
         if too_long:
-            error = RequestError("line", f"{too_long} bytes", f"is longer than max_line_bytes={max_bytes}")
+            error = _too_long("line", f"{too_long} bytes", max_bytes)
         elif record is not None and any(_has_surrogates(cell) for cell in record):
             bad = raw.encode("utf-8", "surrogateescape")
             error = _utf8_error(bad)
@@ -358,7 +368,7 @@ def _utf8_error(data: bytes) -> RequestError:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
-        return RequestError("line", data[e.start : e.end], f"is not valid UTF-8 (at byte {e.start})")
+        return _not_utf8(data, e)
     return RequestError("line", "", "is not valid UTF-8")
 
 
@@ -376,7 +386,7 @@ def _parquet_rows(f: BinaryIO, max_bytes: int) -> Iterator[RawRow]:
             # Parquet nulls mean "not given"; NaN is a value (and rejected where invalid).
             fields = {k: v for k, v in row.items() if v is not None}
             if len(raw.encode()) > max_bytes:
-                err = RequestError("row", f"{len(raw)} chars", f"is longer than max_line_bytes={max_bytes}")
+                err = _too_long("row", f"{len(raw)} chars", max_bytes)
                 yield _error(index, index + 1, raw, err)
             else:
                 yield RawRow(index, index + 1, fields, _raw(raw))

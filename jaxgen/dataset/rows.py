@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jaxgen.requests import GenerationRequest, RequestError, validate_request
@@ -43,9 +43,17 @@ def normalize_id(value: Any) -> str | None:
 
 
 def row_to_request(
-    fields: Mapping[str, Any], config: JobConfig, *, text_values: bool = False
+    fields: Mapping[str, Any],
+    config: JobConfig,
+    *,
+    text_values: bool = False,
+    fallback_seed: Callable[[str | None], int] | None = None,
 ) -> GenerationRequest:
-    """Build and validate the request of one row; raise RequestError naming the bad field."""
+    """Build and validate the request of one row; raise RequestError naming the bad field.
+
+    fallback_seed(id) gives the seed when neither the row nor the defaults have one
+    (called here so the request is built once: this runs for every row of a manifest).
+    """
     if "prompt" not in fields:
         raise RequestError("prompt", None, "is missing; every row needs a prompt")
     given: dict[str, Any] = {}
@@ -63,8 +71,11 @@ def row_to_request(
     given["metadata"] = metadata
     if isinstance(given.get("id"), str) and len(given["id"]) > MAX_ID_CHARS:
         raise RequestError("id", given["id"], f"is longer than {MAX_ID_CHARS} characters")
-    request = GenerationRequest(**{**config.defaults, **given})
-    return validate_request(request, latent_factor=config.latent_factor)
+    merged = {**config.defaults, **given}
+    if merged.get("seed") is None and fallback_seed is not None:
+        merged["seed"] = fallback_seed(merged.get("id"))
+    request = GenerationRequest(**merged)
+    return validate_request(request, latent_factor=config.size_multiple)
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -133,7 +144,7 @@ def _check_metadata(metadata: dict[str, Any], max_bytes: int) -> None:
         text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise RequestError("metadata", metadata, f"is not plain JSON ({e})") from None
-    if len(text.encode()) > max_bytes:
-        raise RequestError(
-            "metadata", f"{len(text.encode())} bytes", f"is larger than max_metadata_bytes={max_bytes}"
-        )
+    size = len(text.encode())
+    if size > max_bytes:
+        limit = f"is larger than max_metadata_bytes={max_bytes}"
+        raise RequestError("metadata", f"{size} bytes", limit)

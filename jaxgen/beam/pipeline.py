@@ -1,0 +1,124 @@
+"""`run_pipeline`: the whole dataset job (or its dry run) as one Beam pipeline.
+
+Runner: whatever the options name; when they name none, FnApiRunner in-process. Never
+Beam's own default: since Beam 2.68 it tries PrismRunner first, which downloads a binary
+at run time (offline it fails or hangs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from jaxgen.beam.transforms import (
+    NAMESPACE,
+    GenerateShards,
+    PlanShards,
+    ReadManifest,
+    ReportPlan,
+    WriteSummary,
+)
+from jaxgen.dataset import resume
+from jaxgen.dataset.config import JobConfig
+from jaxgen.dataset.manifest import match_manifest
+from jaxgen.dataset.writers import join
+
+log = logging.getLogger("jaxgen.beam")
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+class GeneratorSpec(Protocol):
+    """What a pipeline carries to its workers (picklable); build() is called once a process."""
+
+    def build(self) -> Any: ...
+
+
+def pipeline_options(options: PipelineOptions | Sequence[str] | None = None) -> PipelineOptions:
+    """Options as given, with FnApiRunner (in-process) when no runner is named."""
+    if options is None or not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options or []))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def resolve_size_multiple(config: JobConfig, spec: Any) -> JobConfig:
+    """Fill config.latent_factor from the spec's size_multiple() when the job left it unset.
+
+    Rows whose height/width the model cannot make are then rejected at planning time
+    (with the row and a reason), not failed at generation time.
+    """
+    multiple = getattr(spec, "size_multiple", None)
+    if config.latent_factor is not None or not callable(multiple):
+        return config
+    return dataclasses.replace(config, latent_factor=int(multiple()))
+
+
+def run_pipeline(
+    config: JobConfig,
+    spec: GeneratorSpec | None = None,
+    options: PipelineOptions | Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run the job (or, with config.dry_run, only validate and plan); return the summary.
+
+    The summary is what `_dataset.json` (or `_plan.json` for a dry run) holds, plus
+    "metrics": this run's Beam counters (rows_read, rows_valid, rows_rejected,
+    shards_written, shards_skipped, images_generated).
+    """
+    if spec is None and not config.dry_run:
+        raise ValueError("spec None: a generation run needs a GeneratorSpec (or set dry_run)")
+    config = resolve_size_multiple(config, spec)
+    options = pipeline_options(options)
+    files = match_manifest(config.manifest_patterns, config.manifest_format)
+    if not config.dry_run:
+        resume.check_or_record_job(config, files)
+    pipeline = beam.Pipeline(options=options)
+    manifest = pipeline | "ReadManifest" >> ReadManifest(config, files)
+    planned = manifest | "PlanShards" >> PlanShards(config)
+    if config.dry_run:
+        _ = planned | "ReportPlan" >> ReportPlan(config)
+    else:
+        stats = planned | "GenerateShards" >> GenerateShards(spec, config)
+        _ = {"stats": stats, "plan": planned["plan"]} | "WriteSummary" >> WriteSummary(config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    name = resume.PLAN_FILE if config.dry_run else resume.SUMMARY_FILE
+    summary = resume.read_json(join(config.output, name))
+    if summary is None:
+        raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
+    summary["metrics"] = _counters(result)
+    print(summary_line(summary), flush=True)
+    return summary
+
+
+def _counters(result: Any) -> dict[str, int]:
+    counters: dict[str, int] = {}
+    try:
+        found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+    except (NotImplementedError, AttributeError):  # some runners report no metrics
+        return counters
+    for c in found["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(value or 0)
+    return counters
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    c = summary["counts"]
+    if summary.get("dry_run"):
+        return (
+            f"jaxgen dry run: rows read {c['rows_read']} = valid {c['rows_valid']} + rejected "
+            f"{c['rows_rejected']}; {c['images_planned']} images in {c['shards']} shards "
+            f"({c['shards_complete']} complete, {c['shards_to_generate']} to generate)"
+        )
+    return (
+        f"jaxgen: rows read {c['rows_read']} = generated {c['rows_generated']} + rejected "
+        f"{c['rows_rejected']}; {c['images']} images in {c['shards']} shards "
+        f"({c['shards_written']} written now, {c['shards_skipped']} already complete)"
+    )

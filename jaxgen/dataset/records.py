@@ -1,0 +1,164 @@
+"""Per-image record, the AUTOMATIC1111-style `parameters` text, and image encoding.
+
+The record is the JSON written next to each image (`KEY.json`), the row of the parquet
+output and the line of imagefolder's metadata.jsonl. Its `seed` is the request's seed; with
+num_images > 1 the images of one request share it and differ by `image_index` (how the
+generator turns the pair into noise is the generator's business).
+
+Image bytes are deterministic: no timestamps in the files (PIL writes no tIME chunk unless
+asked), fixed encoder settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from jaxgen.dataset.plan import PlannedRow
+
+# The sampler names AUTOMATIC1111 writes, so tools that parse its `parameters` text
+# (image browsers, civitai-style uploaders) understand ours.
+A1111_SAMPLERS = {
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+}
+IMAGE_EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
+_PIL_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+_EXIF_IFD = 0x8769
+_EXIF_USER_COMMENT = 0x9286
+
+
+def jaxgen_version() -> str:
+    try:
+        from jaxgen import __version__
+
+        return str(__version__)
+    except ImportError:
+        return "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    key: str
+    id: str  # the row's id, or its row key when the manifest gave none
+    prompt: str
+    negative_prompt: str
+    seed: int
+    image_index: int
+    num_images: int
+    steps: int
+    guidance: float
+    sampler: str
+    width: int
+    height: int
+    model_name: str
+    model_hash: str
+    jaxgen_version: str
+    metadata: dict[str, Any]
+
+    @classmethod
+    def build(
+        cls, row: PlannedRow, image_index: int, model_name: str, model_hash: str
+    ) -> ImageRecord:
+        r = row.request
+        assert r.seed is not None, "the plan fills every seed"
+        return cls(
+            key=row.image_keys[image_index],
+            id=r.id if r.id is not None else row.key,
+            prompt=r.prompt,
+            negative_prompt=r.negative_prompt,
+            seed=r.seed,
+            image_index=image_index,
+            num_images=r.num_images,
+            steps=r.steps,
+            guidance=float(r.guidance),
+            sampler=r.sampler,
+            width=r.width,
+            height=r.height,
+            model_name=model_name,
+            model_hash=model_hash,
+            jaxgen_version=jaxgen_version(),
+            metadata=dict(r.metadata or {}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def json_bytes(self) -> bytes:
+        return dumps_stable(self.to_json()).encode()
+
+    def parameters(self) -> str:
+        """Generation parameters as AUTOMATIC1111 writes them into its PNGs."""
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        items = [
+            f"Steps: {self.steps}",
+            f"Sampler: {A1111_SAMPLERS.get(self.sampler, self.sampler)}",
+            f"CFG scale: {self.guidance:g}",
+            f"Seed: {self.seed}",
+            f"Size: {self.width}x{self.height}",
+            f"Model hash: {self.model_hash}",
+            f"Model: {self.model_name}",
+        ]
+        if self.num_images > 1:
+            items.append(f"Image index: {self.image_index}")
+        items.append(f"Version: jaxgen {self.jaxgen_version}")
+        lines.append(", ".join(items))
+        return "\n".join(lines)
+
+
+def dumps_stable(value: Any) -> str:
+    """JSON with sorted keys and fixed separators: the same value gives the same bytes."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_image(image: np.ndarray, image_format: str, quality: int, parameters: str) -> bytes:
+    """Encode an RGB uint8 array; `parameters` goes into a PNG text chunk or EXIF comment."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"image {image.dtype}{list(image.shape)}: the generator must return uint8 [H, W, 3]"
+        )
+    pil = Image.fromarray(image, "RGB")
+    out = io.BytesIO()
+    if image_format == "png":
+        info = PngInfo()
+        # tEXt when the text is Latin-1, else iTXt (what AUTOMATIC1111 does, via PIL).
+        info.add_text("parameters", parameters)
+        pil.save(out, "PNG", pnginfo=info, compress_level=6)
+    else:
+        # WebP/JPEG have no text chunk: AUTOMATIC1111 uses the EXIF UserComment.
+        exif = Image.Exif()
+        comment = b"UNICODE\x00" + parameters.encode("utf-16-be")
+        exif.get_ifd(_EXIF_IFD)[_EXIF_USER_COMMENT] = comment
+        pil.save(out, _PIL_FORMATS[image_format], quality=quality, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def runtime_versions() -> dict[str, str]:
+    """Versions worth recording with a dataset; jax only where it is installed.
+
+    Read from package metadata rather than by importing: importing jax initialises a
+    backend, which a launcher or a dry run has no reason to do.
+    """
+    import platform
+    from importlib import metadata
+
+    versions = {"jaxgen": jaxgen_version(), "python": platform.python_version()}
+    for package in ("jax", "apache-beam", "numpy", "pillow", "pyarrow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
