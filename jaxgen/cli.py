@@ -86,7 +86,7 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
             defaults[name] = getattr(args, f"default_{name}")
     values.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run)
     if size_multiple:
-        values["latent_factor"] = size_multiple
+        values["size_multiple"] = size_multiple
     if native_size:  # the model's own resolution, unless the job says otherwise
         defaults.setdefault("height", native_size)
         defaults.setdefault("width", native_size)
@@ -170,6 +170,9 @@ def _estimate_rows(config: JobConfig) -> int:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from jaxgen.beam.pipeline import summary_line
+
+    print(summary_line(summary))
     counts = summary.get("counts", {})
     width = max((len(k) for k in counts), default=0)
     print("\n".join(f"  {k:<{width}}  {v}" for k, v in counts.items()))

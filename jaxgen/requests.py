@@ -58,7 +58,7 @@ class GenerationRequest:
 def validate_request(
     request: GenerationRequest,
     *,
-    latent_factor: int = 8,
+    size_multiple: int = 8,
     prompt_required: bool = True,
 ) -> GenerationRequest:
     """Return the request unchanged, or raise RequestError naming the bad field."""
@@ -87,10 +87,10 @@ def validate_request(
         raise RequestError("steps", r.steps, f"must be an integer in [1, {MAX_STEPS}]")
     for name in ("height", "width"):
         side = getattr(r, name)
-        if not _is_int(side) or not latent_factor <= side <= MAX_SIDE:
-            raise RequestError(name, side, f"must be an integer in [{latent_factor}, {MAX_SIDE}]")
-        if side % latent_factor:
-            raise RequestError(name, side, f"is not a multiple of {latent_factor}")
+        if not _is_int(side) or not size_multiple <= side <= MAX_SIDE:
+            raise RequestError(name, side, f"must be an integer in [{size_multiple}, {MAX_SIDE}]")
+        if side % size_multiple:
+            raise RequestError(name, side, f"is not a multiple of {size_multiple}")
     if r.sampler not in SAMPLERS:
         raise RequestError("sampler", r.sampler, f"is not one of {', '.join(SAMPLERS)}")
     if not _is_int(r.num_images) or not 1 <= r.num_images <= MAX_IMAGES_PER_REQUEST:

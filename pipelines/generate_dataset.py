@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from jaxgen.beam.pipeline import run_pipeline
+from jaxgen.beam.pipeline import run_pipeline, summary_line
 from jaxgen.dataset.config import DEFAULTABLE_FIELDS, JobConfig
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "runners"
@@ -34,7 +34,7 @@ PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "runners"
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
     "job_seed", "manifest_format", "unknown_columns", "max_line_bytes", "max_metadata_bytes",
-    "latent_factor",
+    "size_multiple",
 )
 
 
@@ -54,7 +54,7 @@ class GenerateDatasetOptions(PipelineOptions):
         g.add_argument("--unknown_columns", help="metadata (default) | reject | ignore")
         g.add_argument("--max_line_bytes", type=int)
         g.add_argument("--max_metadata_bytes", type=int)
-        g.add_argument("--latent_factor", type=int, help="height/width must be multiples")
+        g.add_argument("--size_multiple", type=int, help="height/width must be multiples")
         # Not --dry_run: that is Beam's own TestOptions flag (DataflowRunner then submits nothing).
         g.add_argument(
             "--dry-run", "--plan_only", dest="jaxgen_dry_run", action="store_true",
@@ -133,7 +133,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     spec = None if config.dry_run and not opts.generator else load_spec(
         opts.generator, opts.generator_args
     )
-    return run_pipeline(config, spec, options)
+    summary = run_pipeline(config, spec, options)
+    print(summary_line(summary), flush=True)
+    return summary
 
 
 if __name__ == "__main__":

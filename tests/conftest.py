@@ -1,11 +1,15 @@
 """Test setup: 8 simulated CPU devices, and tiny diffusers-format models built locally."""
 
 import os
+import tempfile
 
 # Must happen before jax is imported anywhere.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One compile cache for the session (child processes too), never the user's home.
+os.environ.setdefault("JAXGEN_CACHE_DIR", tempfile.mkdtemp(prefix="jaxgen-xla-"))
+os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="jaxgen-cache-"))
 
 import pytest  # noqa: E402
 

@@ -47,10 +47,10 @@ class GenerationModelHandler(ModelHandler[GenerationRequest, "GeneratedImage", A
             )
     """
 
-    def __init__(self, spec: Any, *, latent_factor: int = 8, **kwargs: Any):
+    def __init__(self, spec: Any, *, size_multiple: int = 8, **kwargs: Any):
         super().__init__(**kwargs)
         self._spec = spec
-        self._latent_factor = latent_factor
+        self._size_multiple = size_multiple
 
     def load_model(self) -> Any:
         return self._spec.build()
@@ -61,7 +61,7 @@ class GenerationModelHandler(ModelHandler[GenerationRequest, "GeneratedImage", A
         model: Any,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[GeneratedImage]:
-        requests = [validate_request(r, latent_factor=self._latent_factor) for r in batch]
+        requests = [validate_request(r, size_multiple=self._size_multiple) for r in batch]
         return list(model.generate(requests))
 
     def get_num_bytes(self, batch: Sequence[GenerationRequest]) -> int:

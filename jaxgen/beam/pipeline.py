@@ -49,15 +49,15 @@ def pipeline_options(options: PipelineOptions | Sequence[str] | None = None) -> 
 
 
 def resolve_size_multiple(config: JobConfig, spec: Any) -> JobConfig:
-    """Fill config.latent_factor from the spec's size_multiple() when the job left it unset.
+    """Fill config.size_multiple from the spec's size_multiple() when the job left it unset.
 
     Rows whose height/width the model cannot make are then rejected at planning time
     (with the row and a reason), not failed at generation time.
     """
     multiple = getattr(spec, "size_multiple", None)
-    if config.latent_factor is not None or not callable(multiple):
+    if config.size_multiple is not None or not callable(multiple):
         return config
-    return dataclasses.replace(config, latent_factor=int(multiple()))
+    return dataclasses.replace(config, size_multiple=int(multiple()))
 
 
 def run_pipeline(
@@ -93,7 +93,6 @@ def run_pipeline(
     if summary is None:
         raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
     summary["metrics"] = _counters(result)
-    print(summary_line(summary), flush=True)
     return summary
 
 

@@ -64,7 +64,7 @@ class JobConfig:
     unknown_columns: str = "metadata"
     max_line_bytes: int = 1 << 20
     max_metadata_bytes: int = 64 << 10
-    latent_factor: int | None = None  # None: the spec's size_multiple(), else 8
+    size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -80,8 +80,8 @@ class JobConfig:
         _check_int("job_seed", self.job_seed, 0, 2**63 - 1)
         _check_int("max_line_bytes", self.max_line_bytes, 64, 1 << 30)
         _check_int("max_metadata_bytes", self.max_metadata_bytes, 2, 1 << 30)
-        if self.latent_factor is not None:
-            _check_int("latent_factor", self.latent_factor, 1, 1024)
+        if self.size_multiple is not None:
+            _check_int("size_multiple", self.size_multiple, 1, 1024)
         if not isinstance(self.manifest, str) or not self.manifest.strip():
             raise ConfigError(f"manifest {self.manifest!r}: give a path or glob")
         if not isinstance(self.output, str) or not self.output.strip():
@@ -91,14 +91,14 @@ class JobConfig:
             valid = ", ".join(DEFAULTABLE_FIELDS)
             raise ConfigError(f"defaults {unknown}: not a defaultable field; valid: {valid}")
         try:
-            validate_request(self.base_request(), latent_factor=self.size_multiple)
+            validate_request(self.base_request(), size_multiple=self.required_multiple)
         except RequestError as e:
             raise ConfigError(f"defaults.{e}") from None
 
     @property
-    def size_multiple(self) -> int:
+    def required_multiple(self) -> int:
         """Heights and widths must be multiples of this."""
-        return self.latent_factor or 8
+        return self.size_multiple or 8
 
     @property
     def manifest_patterns(self) -> list[str]:

@@ -75,7 +75,7 @@ def row_to_request(
     if merged.get("seed") is None and fallback_seed is not None:
         merged["seed"] = fallback_seed(merged.get("id"))
     request = GenerationRequest(**merged)
-    return validate_request(request, latent_factor=config.size_multiple)
+    return validate_request(request, size_multiple=config.required_multiple)
 
 
 def _coerce(name: str, value: Any) -> Any:

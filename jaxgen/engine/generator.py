@@ -120,7 +120,7 @@ class Generator:
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         """Validate (raising RequestError naming the field) and fill in a missing seed."""
-        validate_request(request, latent_factor=self.size_multiple)
+        validate_request(request, size_multiple=self.size_multiple)
         if request.seed is None:
             request = dataclasses.replace(request, seed=derive_seed(self.job_seed,
                                                                     stable_key(request)))
