@@ -43,8 +43,8 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tiny_sd1_dir, t
     keys = []
     for i in range(ROWS):
         name = f"{i:05d}"
-        for suffix in (".tar", ".parquet"):
-            assert (crashed / (name + suffix)).read_bytes() == (clean / (name + suffix)).read_bytes()
+        for part in (f"{name}.tar", f"{name}.parquet"):
+            assert (crashed / part).read_bytes() == (clean / part).read_bytes()
         with tarfile.open(crashed / f"{name}.tar") as tar:
             keys += sorted({m.name.split(".")[0] for m in tar.getmembers()})
     assert len(keys) == len(set(keys)) == ROWS
