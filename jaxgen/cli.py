@@ -22,12 +22,18 @@ from jaxgen.dataset.config import DEFAULTABLE_FIELDS, ConfigError, JobConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jaxgen", description=__doc__.splitlines()[0])
+    # No abbreviations: Beam's flags pass through, and `--runner` must not become
+    # `--runner-profile`.
+    parser = argparse.ArgumentParser(prog="jaxgen", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    _generate_parser(sub.add_parser("generate", help="manifest in, image dataset out"))
-    info = sub.add_parser("info", help="the model and the devices jaxgen would use")
+    _generate_parser(sub.add_parser("generate", help="manifest in, image dataset out",
+                                    allow_abbrev=False))
+    info = sub.add_parser("info", help="the model and the devices jaxgen would use",
+                          allow_abbrev=False)
     info.add_argument("--model", help="diffusers-format directory (default: the default model)")
-    preview = sub.add_parser("preview", help="generate one prompt to a PNG file")
+    preview = sub.add_parser("preview", help="generate one prompt to a PNG file",
+                             allow_abbrev=False)
     preview.add_argument("prompt")
     preview.add_argument("--out", default="preview.png")
     preview.add_argument("--model")
