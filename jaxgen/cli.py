@@ -68,6 +68,8 @@ def _generate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expect-backend", help="cpu | gpu | tpu: fail rather than fall back")
     p.add_argument("--runner-profile", help="configs/runners/NAME.yaml (local, dataflow_gpu, ...)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
+    p.add_argument("--host-index", type=int, help="this host's number in a multi-host job")
+    p.add_argument("--host-count", type=int, help="hosts sharing the job (shards split by index)")
     p.add_argument("--no-progress", action="store_true")
     for name in DEFAULTABLE_FIELDS:
         kind = {"guidance": float}.get(name, int if name in _INT_FIELDS else str)
@@ -84,7 +86,8 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
     if args.job_config:
         values.update(yaml.safe_load(Path(args.job_config).read_text()) or {})
     defaults = dict(values.pop("defaults", None) or {})
-    for name in ("output_format", "image_format", "image_quality", "shard_size", "job_seed"):
+    for name in ("output_format", "image_format", "image_quality", "shard_size", "job_seed",
+                 "host_index", "host_count"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     for name in DEFAULTABLE_FIELDS:
@@ -179,6 +182,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from jaxgen.beam.pipeline import summary_line
 
     print(summary_line(summary))
+    if summary.get("complete") is False:
+        return
     counts = summary.get("counts", {})
     width = max((len(k) for k in counts), default=0)
     print("\n".join(f"  {k:<{width}}  {v}" for k, v in counts.items()))

@@ -43,3 +43,20 @@ def test_shards_are_byte_identical_across_runners(outputs, runner):
         assert (outputs[runner] / name).read_bytes() == (outputs["in_memory"] / name).read_bytes()
     summary = json.loads((outputs[runner] / "_dataset.json").read_text())
     assert summary["counts"]["rows_read"] == 7 and summary["counts"]["rows_rejected"] == 1
+
+
+def test_hosts_split_the_shards_and_the_last_one_writes_the_summary(tiny_sd1_dir, outputs,
+                                                                     tmp_path, capsys):
+    manifest = next(outputs["in_memory"].parent.glob("rows.jsonl"))
+    out = tmp_path / "pod"
+    base = ["generate", "--manifest", str(manifest), "--out", str(out), "--model",
+            str(tiny_sd1_dir), "--steps", "2", "--shard-size", "3", "--no-progress",
+            "--host-count", "2"]
+    assert main([*base, "--host-index", "1"]) == 0
+    assert "host 1 of 2: wrote 1 shards" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.tar")) == ["00001.tar"]
+    assert not (out / "_dataset.json").exists()
+    assert main([*base, "--host-index", "0"]) == 0
+    for name in ("00000.tar", "00001.tar", "00002.tar"):
+        assert (out / name).read_bytes() == (outputs["in_memory"] / name).read_bytes()
+    assert json.loads((out / "_dataset.json").read_text())["counts"]["rows_generated"] == 6

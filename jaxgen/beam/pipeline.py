@@ -90,6 +90,10 @@ def run_pipeline(
     result.wait_until_finish()
     name = resume.PLAN_FILE if config.dry_run else resume.SUMMARY_FILE
     summary = resume.read_json(join(config.output, name))
+    if summary is None and config.host_count > 1 and not config.dry_run:
+        # This host's shards are done; another host is still writing its own.
+        summary = {"complete": False, "host_index": config.host_index,
+                   "host_count": config.host_count}
     if summary is None:
         raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
     summary["metrics"] = _counters(result)
@@ -109,6 +113,11 @@ def _counters(result: Any) -> dict[str, int]:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    if summary.get("complete") is False:
+        m = summary["metrics"]
+        return (f"jaxgen host {summary['host_index']} of {summary['host_count']}: wrote "
+                f"{m.get('shards_written', 0)} shards ({m.get('images_generated', 0)} images); "
+                "other hosts are still writing theirs, the last one writes _dataset.json")
     c = summary["counts"]
     if summary.get("dry_run"):
         return (

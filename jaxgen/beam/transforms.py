@@ -270,10 +270,12 @@ class GenerateShards(beam.PTransform):
     def expand(self, planned: dict[str, beam.PCollection]) -> beam.PCollection:
         plan = planned["plan"]
         complete = plan | "CompleteShards" >> beam.ParDo(_CompleteShardsFn(self._config.output))
+        hosts, me = self._config.host_count, self._config.host_index
         return (
             planned["items"]
-            | "DropComplete" >> beam.Filter(
-                lambda kv, done: kv[0] not in done, done=beam.pvalue.AsSingleton(complete)
+            | "DropCompleteAndOtherHosts" >> beam.Filter(
+                lambda kv, done: kv[0] not in done and kv[0] % hosts == me,
+                done=beam.pvalue.AsSingleton(complete),
             )
             | "GroupByShard" >> beam.GroupByKey()
             | "Generate" >> beam.ParDo(
@@ -287,6 +289,10 @@ class _SummaryFn(beam.DoFn):
         self._config = config
 
     def process(self, plan: Plan, written: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        num = plan.layout.num_shards
+        if self._config.host_count > 1 and len(resume.complete_shards(
+                self._config.output, num)) < num:
+            return  # other hosts still have shards to write; the last one summarises
         yield resume.write_summary(self._config, plan.layout, plan.file_rows, written)
 
 

@@ -32,7 +32,7 @@ DEFAULTABLE_FIELDS = (
 
 # Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
 # change a single output byte.
-_NOT_COMPARED = frozenset({"output", "dry_run"})
+_NOT_COMPARED = frozenset({"output", "dry_run", "host_index", "host_count"})
 
 
 class ConfigError(ValueError):
@@ -66,6 +66,11 @@ class JobConfig:
     max_metadata_bytes: int = 64 << 10
     size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
     dry_run: bool = False
+    # Multi-host (e.g. a TPU pod without a Beam cluster): every host runs the same job and
+    # generates the shards s with s % host_count == host_index; the last to finish writes
+    # _dataset.json. No cross-host communication.
+    host_index: int = 0
+    host_count: int = 1
 
     def __post_init__(self) -> None:
         # A frozen dataclass with a dict field: freeze a private copy so callers cannot
@@ -82,6 +87,8 @@ class JobConfig:
         _check_int("max_metadata_bytes", self.max_metadata_bytes, 2, 1 << 30)
         if self.size_multiple is not None:
             _check_int("size_multiple", self.size_multiple, 1, 1024)
+        _check_int("host_count", self.host_count, 1, 1 << 16)
+        _check_int("host_index", self.host_index, 0, self.host_count - 1)
         if not isinstance(self.manifest, str) or not self.manifest.strip():
             raise ConfigError(f"manifest {self.manifest!r}: give a path or glob")
         if not isinstance(self.output, str) or not self.output.strip():
