@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.schedulers.config import SchedulerConfig
-from jaxgen.schedulers.sampler import Sampler, SamplerFns, State, no_state
-from jaxgen.schedulers.tables import check_finite, discrete_tables, predict_x0, to_device
+from jaxgen.schedulers.sampler import Sampler, State, make
+from jaxgen.schedulers.tables import discrete_tables, predict_x0
 
 
 def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
@@ -21,16 +21,7 @@ def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
     acp_prev = np.where(prev >= 0, acp[np.maximum(prev, 0)], final)
     tables["alpha_prev"] = np.sqrt(acp_prev)
     tables["sigma_prev"] = np.sqrt(1 - acp_prev)
-    check_finite(name, num_steps, tables)
-    return Sampler(
-        timesteps=jnp.asarray(t, dtype=jnp.float32),
-        tables=to_device(tables),
-        name=name,
-        init_noise_sigma=1.0,
-        needs_noise=False,
-        prediction_type=config.prediction_type,
-        fns=SamplerFns(init_state=no_state, step=step),
-    )
+    return make(name, num_steps, config.prediction_type, t, tables, step)
 
 
 def step(

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.schedulers.config import SchedulerConfig
-from jaxgen.schedulers.sampler import Sampler, SamplerFns, State, no_state
-from jaxgen.schedulers.tables import check_finite, discrete_tables, predict_x0, to_device
+from jaxgen.schedulers.sampler import Sampler, State, make
+from jaxgen.schedulers.tables import discrete_tables, predict_x0
 
 
 def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
@@ -27,16 +27,7 @@ def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
     # "fixed_small" variance (eq. 7's beta tilde); diffusers adds no noise at t = 0.
     variance = np.maximum((1 - acp_prev) / beta_prod * beta, 1e-20)
     tables["noise_std"] = np.where(t > 0, np.sqrt(variance), 0.0)
-    check_finite(name, num_steps, tables)
-    return Sampler(
-        timesteps=jnp.asarray(t, dtype=jnp.float32),
-        tables=to_device(tables),
-        name=name,
-        init_noise_sigma=1.0,
-        needs_noise=True,
-        prediction_type=config.prediction_type,
-        fns=SamplerFns(init_state=no_state, step=step),
-    )
+    return make(name, num_steps, config.prediction_type, t, tables, step, needs_noise=True)
 
 
 def step(

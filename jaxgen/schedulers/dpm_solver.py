@@ -7,14 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.schedulers.config import SchedulerConfig
-from jaxgen.schedulers.sampler import Sampler, SamplerFns, State
+from jaxgen.schedulers.sampler import Sampler, State, make
 from jaxgen.schedulers.tables import (
-    check_finite,
     karras_sigmas,
     predict_x0,
     sigma_to_t,
     spaced_timesteps,
-    to_device,
     train_sigmas,
     vp_from_sigma,
 )
@@ -53,16 +51,7 @@ def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
         "b": b,
         "c": c,
     }
-    check_finite(name, num_steps, tables)
-    return Sampler(
-        timesteps=jnp.asarray(t, dtype=jnp.float32),
-        tables=to_device(tables),
-        name=name,
-        init_noise_sigma=1.0,
-        needs_noise=False,
-        prediction_type=config.prediction_type,
-        fns=SamplerFns(init_state=init_state, step=step),
-    )
+    return make(name, num_steps, config.prediction_type, t, tables, step, init_state=init_state)
 
 
 def init_state(s: Sampler, sample: jax.Array) -> State:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.schedulers.config import SchedulerConfig
-from jaxgen.schedulers.sampler import Sampler, SamplerFns, State, no_state
+from jaxgen.schedulers.sampler import Sampler, State, make
 from jaxgen.schedulers.tables import (
-    check_finite,
     predict_x0,
     spaced_timesteps,
-    to_device,
     train_sigmas,
     vp_from_sigma,
 )
@@ -43,23 +40,15 @@ def build(name: str, config: SchedulerConfig, num_steps: int) -> Sampler:
         # so that sigma_down^2 + sigma_up^2 = sigma_to^2 (k-diffusion get_ancestral_step).
         tables["sigma_up"] = np.sqrt(k_to**2 * (k_from**2 - k_to**2) / k_from**2)
         tables["dt"] = np.sqrt(k_to**2 - tables["sigma_up"] ** 2) - k_from
-        fns = SamplerFns(init_state=no_state, step=ancestral_step)
+        step_fn = ancestral_step
     else:
         tables["dt"] = k_to - k_from
-        fns = SamplerFns(init_state=no_state, step=step)
-    check_finite(name, num_steps, tables)
+        step_fn = step
     k_max = float(np.max(k))
     # diffusers starts "leading" schedules from the VP-normalised max noise level, others not.
     init_sigma = k_max if config.timestep_spacing != "leading" else math.sqrt(k_max**2 + 1)
-    return Sampler(
-        timesteps=jnp.asarray(t, dtype=jnp.float32),
-        tables=to_device(tables),
-        name=name,
-        init_noise_sigma=init_sigma,
-        needs_noise=name == "euler_ancestral",
-        prediction_type=config.prediction_type,
-        fns=fns,
-    )
+    return make(name, num_steps, config.prediction_type, t, tables, step_fn,
+                needs_noise=name == "euler_ancestral", init_noise_sigma=init_sigma)
 
 
 def step(

@@ -86,3 +86,17 @@ class Sampler:
 def no_state(sampler: Sampler, sample: jax.Array) -> State:
     """init_state of single-step samplers: they remember nothing between steps."""
     return ()
+
+
+def make(name: str, num_steps: int, prediction_type: str, timesteps: Any,
+         tables: dict[str, Any], step: Callable[..., tuple[jax.Array, State]], *,
+         needs_noise: bool = False, init_state: Callable[..., State] = no_state,
+         init_noise_sigma: float = 1.0) -> Sampler:
+    """The one way every family builds its Sampler: check the host tables, then place them."""
+    from jaxgen.schedulers.tables import check_finite, to_device
+
+    check_finite(name, num_steps, tables)
+    return Sampler(timesteps=jnp.asarray(timesteps, dtype=jnp.float32),
+                   tables=to_device(tables), name=name, init_noise_sigma=init_noise_sigma,
+                   needs_noise=needs_noise, prediction_type=prediction_type,
+                   fns=SamplerFns(init_state=init_state, step=step))
