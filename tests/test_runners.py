@@ -60,3 +60,25 @@ def test_hosts_split_the_shards_and_the_last_one_writes_the_summary(tiny_sd1_dir
     for name in ("00000.tar", "00001.tar", "00002.tar"):
         assert (out / name).read_bytes() == (outputs["in_memory"] / name).read_bytes()
     assert json.loads((out / "_dataset.json").read_text())["counts"]["rows_generated"] == 6
+
+
+def test_run_inference_with_the_real_generator_spec(tiny_sd1_dir):
+    import apache_beam as beam
+    import numpy as np
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from jaxgen.beam import GenerationModelHandler
+    from jaxgen.engine.spec import GeneratorSpec
+    from jaxgen.requests import GenerationRequest
+
+    spec = GeneratorSpec(str(tiny_sd1_dir))
+    requests = [GenerationRequest(f"a red circle {i}", seed=i, height=16, width=16, steps=2,
+                                  num_images=1 + i % 2) for i in range(3)]
+    handler = GenerationModelHandler(spec, size_multiple=spec.size_multiple(), max_batch_size=8)
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = (p | beam.Create(requests) | RunInference(handler)
+               | beam.Map(lambda g: (g.request.seed, g.index, g.image.shape,
+                                     bool(np.asarray(g.image).std() > 0))))
+        assert_that(out, equal_to([(0, 0, (16, 16, 3), True), (1, 0, (16, 16, 3), True),
+                                   (1, 1, (16, 16, 3), True), (2, 0, (16, 16, 3), True)]))
