@@ -128,7 +128,8 @@ def save_model(model: DiffusionModel, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     for comp in COMPONENTS:
         (out / comp).mkdir(parents=True, exist_ok=True)
-        config = model.raw_configs.get(comp) or _fresh_config(comp, getattr(model, comp))
+        config = model.raw_configs.get(comp) or _fresh_config(comp, getattr(model, comp),
+                                                              model.tokenizer)
         _write_json(out / comp / "config.json", config)
         state = flax_to_torch(jax.tree.map(np.asarray, model.params[comp]))
         safetensors.numpy.save_file(state, out / comp / f"{_WEIGHT_STEM[comp]}.safetensors")
@@ -144,11 +145,21 @@ def save_model(model: DiffusionModel, out_dir: str | Path) -> Path:
     return out
 
 
-def _fresh_config(comp: str, config: Any) -> dict[str, Any]:
+def _fresh_config(comp: str, config: Any, tokenizer: Any) -> dict[str, Any]:
+    """config.json for a component jaxgen built itself (no original file to copy)."""
     library, cls = _CLASS[comp]
-    extra = {"architectures": [cls], "model_type": "clip_text_model"} if library == "transformers" \
-        else {"_class_name": cls}
-    return {**extra, **to_dict(config)}
+    out = {"_class_name": cls, **to_dict(config)}
+    if comp == "text_encoder":
+        # transformers reads bos/pad ids from here; CLIP's defaults (49406, 1) would point
+        # outside, or at the wrong token of, a small vocabulary.
+        out = {"architectures": [cls], "model_type": "clip_text_model", **to_dict(config),
+               "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    elif comp == "vae":
+        # diffusers builds one block per entry of these lists, whose defaults have ONE entry.
+        n = len(config.block_out_channels)
+        out.update(down_block_types=["DownEncoderBlock2D"] * n,
+                   up_block_types=["UpDecoderBlock2D"] * n)
+    return out
 
 
 def _weight_files(folder: Path, stem: str, variant: str | None, allow_pickle: bool) -> list[Path]:

@@ -1,0 +1,1 @@
+"""Measuring a model on the shapes domain: prompt adherence (ShapesEval) and FD."""

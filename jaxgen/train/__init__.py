@@ -1,0 +1,1 @@
+"""Training the shapes model: data, losses, state, checkpoints, the data-parallel loop, export."""

@@ -1,0 +1,70 @@
+"""Stage 2: the denoising loss on VAE latents, for the text encoder and UNet trained together.
+
+The noise schedule is the one the samplers read back from the exported scheduler config
+(jaxgen.schedulers.tables.alphas_cumprod), so training and sampling cannot disagree.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
+from jaxgen.schedulers import SchedulerConfig
+from jaxgen.schedulers.tables import alphas_cumprod
+from jaxgen.train.init import init_params
+from jaxgen.train.vae import LossFn
+
+TRAINABLE_PREDICTIONS = ("v_prediction", "epsilon")
+
+
+def diffusion_targets(prediction_type: str, latents: jax.Array, noise: jax.Array,
+                      alpha: jax.Array, sigma: jax.Array) -> jax.Array:
+    """What the UNet should output for x_t = alpha * x0 + sigma * noise."""
+    if prediction_type == "v_prediction":  # Salimans & Ho 2022
+        return alpha * noise - sigma * latents
+    return noise
+
+
+def init_denoiser(unet: UNet2DConditionModel, text: CLIPTextModel, seed: int,
+                  latent_size: int) -> dict:
+    """Fresh {unet, text_encoder} params."""
+    f32 = jnp.float32
+    ids = jax.ShapeDtypeStruct((1, text.config.max_position_embeddings), jnp.int32)
+    latents = jax.ShapeDtypeStruct((1, latent_size, latent_size, unet.config.in_channels), f32)
+    context = jax.ShapeDtypeStruct((1, ids.shape[1], unet.config.cross_attention_dim), f32)
+    t = jax.ShapeDtypeStruct((1,), f32)
+    return {"unet": init_params(unet, latents, t, context, seed=seed),
+            "text_encoder": init_params(text, ids, seed=seed + 1)}
+
+
+def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: AutoencoderKL,
+                      schedule: SchedulerConfig, scaling_factor: float) -> LossFn:
+    """loss(params, frozen, batch, key): params = {unet, text_encoder}, frozen = {vae}.
+
+    batch["images"] in [-1, 1] and batch["input_ids"]; latents are sampled from the frozen
+    VAE's posterior and multiplied by `scaling_factor`, as the sampler divides them back.
+    """
+    acp = jnp.asarray(alphas_cumprod(schedule), jnp.float32)
+    n_train = schedule.num_train_timesteps
+    if schedule.prediction_type not in TRAINABLE_PREDICTIONS:
+        raise ValueError(f"scheduler prediction_type={schedule.prediction_type!r}: training "
+                         f"supports {' or '.join(TRAINABLE_PREDICTIONS)}")
+
+    def loss(params, frozen, batch, key):
+        k_post, k_t, k_noise = jax.random.split(key, 3)
+        mean, logvar = vae.apply({"params": frozen["vae"]}, batch["images"], method=vae.encode)
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_post, mean.shape, mean.dtype)
+        x0 = jax.lax.stop_gradient(z.astype(jnp.float32)) * scaling_factor
+        b = x0.shape[0]
+        t = jax.random.randint(k_t, (b,), 0, n_train)
+        noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
+        alpha = jnp.sqrt(acp[t])[:, None, None, None]
+        sigma = jnp.sqrt(1.0 - acp[t])[:, None, None, None]
+        context, _ = text.apply({"params": params["text_encoder"]}, batch["input_ids"])
+        out = unet.apply({"params": params["unet"]}, alpha * x0 + sigma * noise, t, context)
+        target = diffusion_targets(schedule.prediction_type, x0, noise, alpha, sigma)
+        mse = jnp.square(out.astype(jnp.float32) - target).mean()
+        return mse, {"mse": mse}
+
+    return loss

@@ -1,0 +1,145 @@
+"""The default shapes model's two training stages, as scripts/train_default_model.py runs them.
+
+Stage 1 trains the VAE. Stage 2 trains the text encoder and UNet together on latents of the
+frozen stage-1 VAE (its EMA weights). Each stage lives in its own work directory (orbax
+checkpoints + metrics.jsonl) and resumes from its latest checkpoint when run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxgen.models import (
+    AutoencoderKL,
+    CLIPTextConfig,
+    CLIPTextModel,
+    UNet2DConditionModel,
+    UNetConfig,
+    VAEConfig,
+)
+from jaxgen.schedulers import SchedulerConfig
+from jaxgen.shapes import IMAGE_SIZE
+from jaxgen.train.checkpoint import Checkpoints
+from jaxgen.train.config import TrainConfig, from_section, read_yaml
+from jaxgen.train.data import ShapesData, images_batch, shapes_batch
+from jaxgen.train.diffusion import diffusion_loss_fn, init_denoiser
+from jaxgen.train.loop import (
+    MetricsLog,
+    RunSummary,
+    data_mesh,
+    make_train_step,
+    run_training,
+    shard_train_step,
+)
+from jaxgen.train.state import TrainState, create_state
+from jaxgen.train.vae import VAELoss, init_vae, latent_scaling_factor, vae_loss_fn
+
+
+def _check_sections(raw: dict[str, Any], allowed: set[str], source: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValueError(f"{source}: unknown sections {unknown}; valid: {sorted(allowed)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEStage:
+    vae: VAEConfig
+    loss: VAELoss
+    train: TrainConfig
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> VAEStage:
+        raw, src = read_yaml(path), str(path)
+        _check_sections(raw, {"vae", "loss", "train"}, src)
+        return cls(vae=VAEConfig.from_dict(raw.get("vae") or {}, f"{src}: vae"),
+                   loss=from_section(VAELoss, raw.get("loss"), f"{src}: loss"),
+                   train=from_section(TrainConfig, raw.get("train"), f"{src}: train"))
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetStage:
+    unet: UNetConfig
+    text_encoder: CLIPTextConfig
+    schedule: SchedulerConfig
+    data: ShapesData
+    train: TrainConfig
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, tokenizer: Any) -> UNetStage:
+        """Read a stage YAML; the text encoder's vocabulary and length come from `tokenizer`."""
+        raw, src = read_yaml(path), str(path)
+        _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train"}, src)
+        text = dict(raw.get("text_encoder") or {}, vocab_size=len(tokenizer),
+                    eos_token_id=tokenizer.eos_token_id,
+                    max_position_embeddings=tokenizer.model_max_length)
+        return cls(unet=UNetConfig.from_dict(raw.get("unet") or {}, f"{src}: unet"),
+                   text_encoder=CLIPTextConfig.from_dict(text, f"{src}: text_encoder"),
+                   schedule=SchedulerConfig.from_dict(raw.get("scheduler") or {}),
+                   data=from_section(ShapesData, raw.get("data"), f"{src}: data"),
+                   train=from_section(TrainConfig, raw.get("train"), f"{src}: train"))
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    params: Any  # the EMA params: what gets exported
+    state: TrainState
+    summary: RunSummary
+
+    @property
+    def finished(self) -> bool:
+        return self.summary.finished
+
+
+def _run(state: TrainState, loss_fn: Any, batches: Any, cfg: TrainConfig, work_dir: Path,
+         minutes: float | None, mesh: Mesh | None, compiler_options: dict | None,
+         progress: bool, desc: str) -> StageResult:
+    step = shard_train_step(make_train_step(loss_fn, cfg), mesh or data_mesh(), compiler_options)
+    checkpoints = Checkpoints(work_dir / "checkpoints", cfg.checkpoint_every)
+    try:
+        state = checkpoints.restore_latest(step.place_state(state))
+        summary = run_training(state, step, batches, cfg, checkpoints=checkpoints,
+                               log=MetricsLog(work_dir / "metrics.jsonl"), minutes=minutes,
+                               desc=desc, progress=progress)
+    finally:
+        checkpoints.close()
+    return StageResult(summary.state.ema_params, summary.state, summary)
+
+
+def run_vae_stage(stage: VAEStage, work_dir: str | Path, *, data: ShapesData | None = None,
+                  minutes: float | None = None, mesh: Mesh | None = None,
+                  compiler_options: dict | None = None, progress: bool = True) -> StageResult:
+    vae = AutoencoderKL(stage.vae)
+    cfg, data = stage.train, data or ShapesData()
+    state = create_state(init_vae(vae, cfg.seed), cfg)
+    return _run(state, vae_loss_fn(vae, stage.loss),
+                lambda s: shapes_batch(data, s, cfg.batch_size), cfg, Path(work_dir), minutes,
+                mesh, compiler_options, progress, "vae")
+
+
+def calibrated_vae(vae_config: VAEConfig, vae_params: Any) -> VAEConfig:
+    """The VAE config with SD's latent scale measured on 256 training scenes."""
+    images = images_batch(np.arange(256))
+    scale = latent_scaling_factor(AutoencoderKL(vae_config), vae_params, images)
+    return dataclasses.replace(vae_config, scaling_factor=round(scale, 5))
+
+
+def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tokenizer: Any,
+                   work_dir: str | Path, *, minutes: float | None = None,
+                   mesh: Mesh | None = None, compiler_options: dict | None = None,
+                   progress: bool = True) -> StageResult:
+    """Train text encoder + UNet; `vae_config.scaling_factor` must already be calibrated."""
+    unet, text, vae = (UNet2DConditionModel(stage.unet), CLIPTextModel(stage.text_encoder),
+                       AutoencoderKL(vae_config))
+    cfg = stage.train
+    latent_size = IMAGE_SIZE // vae_config.downscale
+    params = init_denoiser(unet, text, cfg.seed, latent_size)
+    state = create_state(params, cfg, frozen={"vae": jax.tree.map(np.asarray, vae_params)})
+    loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor)
+    return _run(state, loss, lambda s: shapes_batch(stage.data, s, cfg.batch_size, tokenizer),
+                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, "unet")

@@ -1,0 +1,237 @@
+"""Training: batches follow the step, resume is bit-exact, the loss falls, the export opens."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
+from jaxgen.models import (
+    AutoencoderKL,
+    CLIPTextConfig,
+    CLIPTextModel,
+    UNet2DConditionModel,
+    UNetConfig,
+    VAEConfig,
+)
+from jaxgen.schedulers import SchedulerConfig
+from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
+from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, parse_caption
+from jaxgen.train.checkpoint import Checkpoints
+from jaxgen.train.config import TrainConfig
+from jaxgen.train.data import ShapesData, shapes_batch, training_caption, write_shapes_tokenizer
+from jaxgen.train.diffusion import diffusion_loss_fn, diffusion_targets, init_denoiser
+from jaxgen.train.export import export_model
+from jaxgen.train.loop import MetricsLog, data_mesh, make_train_step, run_training, shard_train_step
+from jaxgen.train.stages import UNetStage, VAEStage, calibrated_vae, run_vae_stage
+from jaxgen.train.state import create_state
+from jaxgen.train.vae import VAELoss, init_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+# Lower XLA's optimisation level: tiny models then compile ~3x faster on the 2-core CPU.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+TINY_VAE = VAEConfig(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4)
+TINY_UNET = UNetConfig(
+    sample_size=16, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+    cross_attention_dim=32, attention_head_dim=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+SCHEDULE = SchedulerConfig(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                           timestep_spacing="trailing")
+TRAIN = TrainConfig(steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=3,
+                    checkpoint_every=4, log_every=1, ema_decay=0.9)
+DATA = ShapesData()
+
+
+def two_device_mesh():
+    # Two of the eight simulated devices: the batch is still split and the gradients
+    # all-reduced, at a quarter of the per-device overhead on a 2-core machine.
+    return data_mesh(jax.devices()[:2])
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class Tiny:
+    tokenizer: CLIPTokenizer
+    text_config: CLIPTextConfig
+    vae_config: VAEConfig  # with its latent scale calibrated, as stage 2 runs it
+    vae_params: dict
+    step: object  # ShardedStep, compiled once for the module
+
+    def fresh_state(self):
+        unet, text = UNet2DConditionModel(TINY_UNET), CLIPTextModel(self.text_config)
+        state = create_state(init_denoiser(unet, text, TRAIN.seed, 16), TRAIN,
+                             frozen={"vae": self.vae_params})
+        return self.step.place_state(state)
+
+    def batches(self, step: int) -> dict:
+        return shapes_batch(DATA, step, TRAIN.batch_size, self.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Tiny:
+    tok_dir = write_shapes_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=tokenizer.model_max_length,
+        eos_token_id=tokenizer.eos_token_id, hidden_act="gelu")
+    vae_params = _nearly_deterministic(init_vae(AutoencoderKL(TINY_VAE), 0))
+    vae_config = calibrated_vae(TINY_VAE, vae_params)
+    loss = diffusion_loss_fn(UNet2DConditionModel(TINY_UNET), CLIPTextModel(text_config),
+                             AutoencoderKL(vae_config), SCHEDULE, vae_config.scaling_factor)
+    step = shard_train_step(make_train_step(loss, TRAIN), two_device_mesh(), FAST_COMPILE)
+    return Tiny(tokenizer, text_config, vae_config, vae_params, step)
+
+
+def _nearly_deterministic(vae_params: dict) -> dict:
+    """Like a trained VAE, a posterior std of ~e^-6: a random VAE's is ~1, whose sampling noise
+    would bury the latents' content under irreducible loss."""
+    bias = vae_params["quant_conv"]["bias"].copy()
+    bias[TINY_VAE.latent_channels:] = -12.0  # the log-variance half of the moments
+    return {**vae_params, "quant_conv": {**vae_params["quant_conv"], "bias": bias}}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, tmp_path_factory):
+    log = MetricsLog(tmp_path_factory.mktemp("run") / "metrics.jsonl")
+    return run_training(tiny.fresh_state(), tiny.step, tiny.batches, TRAIN, log=log,
+                        progress=False)
+
+
+def test_batches_are_a_function_of_the_step_alone(tiny):
+    a, b = tiny.batches(5), tiny.batches(5)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["images"], tiny.batches(6)["images"])
+    assert a["images"].dtype == np.float32 and a["images"].min() >= -1 and a["images"].max() <= 1
+
+
+def test_training_captions_drop_out_at_the_set_rate_and_skip_held_out_templates():
+    assert DATA.holdout_single == (4,) and DATA.holdout_pair == (2,)
+    captions = [training_caption(DATA, s) for s in range(2000)]
+    dropped = sum(c == "" for c in captions) / len(captions)
+    assert abs(dropped - DATA.caption_dropout) < 0.03
+    # Exactly the held-out templates put a comma before a final "<colour> background".
+    assert SINGLE_TEMPLATES[4].endswith(", {bg} background")
+    assert PAIR_TEMPLATES[2].endswith(", {bg} background")
+    assert not any(c.endswith(" background") and "," in c for c in captions)
+    assert all(parse_caption(c).objects for c in captions if c)
+
+
+def test_vae_stage_loss_goes_down_over_30_steps_and_is_logged(tmp_path):
+    stage = VAEStage(TINY_VAE, VAELoss(), dataclasses.replace(TRAIN, steps=30))
+    result = run_vae_stage(stage, tmp_path, mesh=two_device_mesh(),
+                           compiler_options=FAST_COMPILE, progress=False)
+    losses = [h["loss"] for h in result.summary.history]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.5 * first, f"VAE loss {first:.3f} -> {last:.3f}"
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == list(range(1, 31))
+    assert result.finished and (tmp_path / "checkpoints" / "30").is_dir()
+    assert {"l1", "l2", "kl", "grad_norm", "lr"} <= set(logged[-1])
+
+
+def test_v_target_is_what_the_samplers_turn_back_into_the_clean_latents():
+    rng = np.random.default_rng(0)
+    x0, noise = rng.normal(size=(2, 4, 4, 4)), rng.normal(size=(2, 4, 4, 4))
+    acp = alphas_cumprod(SCHEDULE)[[10, 900]].reshape(2, 1, 1, 1)
+    alpha, sigma = np.sqrt(acp), np.sqrt(1 - acp)
+    x_t = alpha * x0 + sigma * noise
+    v = diffusion_targets("v_prediction", x0, noise, alpha, sigma)
+    np.testing.assert_allclose(predict_x0("v_prediction", v, x_t, alpha, sigma), x0, atol=1e-9)
+    eps = diffusion_targets("epsilon", x0, noise, alpha, sigma)
+    np.testing.assert_allclose(predict_x0("epsilon", eps, x_t, alpha, sigma), x0, atol=1e-6)
+
+
+def test_resume_after_crash_is_bit_identical_to_uninterrupted_run(tiny, uninterrupted, tmp_path):
+    def crashing(step: int) -> dict:
+        if step == 7:
+            raise SimulatedCrash(f"killed before step {step}")
+        return tiny.batches(step)
+
+    checkpoints = Checkpoints(tmp_path / "ckpt", every=TRAIN.checkpoint_every)
+    with pytest.raises(SimulatedCrash):
+        run_training(tiny.fresh_state(), tiny.step, crashing, TRAIN, checkpoints=checkpoints,
+                     progress=False)
+    assert checkpoints.latest_step() == 4
+    checkpoints.close()
+
+    # A new process: fresh state, restore the latest checkpoint, run to the end.
+    checkpoints = Checkpoints(tmp_path / "ckpt", every=TRAIN.checkpoint_every)
+    state = checkpoints.restore_latest(tiny.fresh_state())
+    assert int(state.step) == 4
+    resumed = run_training(state, tiny.step, tiny.batches, TRAIN, checkpoints=checkpoints,
+                           progress=False).state
+    checkpoints.close()
+
+    expected = uninterrupted.state
+    for field in ("step", "params", "opt_state", "ema_params", "rng"):
+        got, want = getattr(resumed, field), getattr(expected, field)
+        assert jax.tree.structure(got) == jax.tree.structure(want), field
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert np.array_equal(np.asarray(g), np.asarray(w)), field
+
+
+def test_export_opens_in_jaxgen_and_diffusers_with_the_same_images(tiny, uninterrupted,
+                                                                   tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    params = {**uninterrupted.state.ema_params, "vae": tiny.vae_params}
+    model = export_model(tmp_path / "tiny-shapes", name="tiny-shapes", unet=TINY_UNET,
+                         vae=tiny.vae_config, text_encoder=tiny.text_config, schedule=SCHEDULE,
+                         tokenizer=tiny.tokenizer, params=params)
+    for comp in ("unet", "vae", "text_encoder"):
+        for got, want in zip(jax.tree.leaves(model.params[comp]), jax.tree.leaves(params[comp]),
+                             strict=True):
+            assert np.array_equal(np.asarray(got), np.asarray(want)), comp
+    assert SchedulerConfig.from_dict(model.scheduler_config) == SCHEDULE
+
+    prompts = ["a large red circle at the top left on a blue background",
+               "a small green square left of a big yellow triangle"]
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    fn = jax.jit(build_sampling_fn(model, SamplingSpec(64, 64, 4, "dpmpp_2m")),
+                 compiler_options=FAST_COMPILE)
+    ours = fn(model.params, tokenize(model, prompts), tokenize(model, ["", ""]),
+              noise_ids(np.array([1, 2]), np.zeros(2)), jnp.full((2,), 3.0),
+              init_latents=jnp.asarray(latents.permute(0, 2, 3, 1).numpy()))
+    assert ours.shape == (2, 64, 64, 3) and ours.dtype == jnp.uint8
+
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "tiny-shapes")
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    ref = pipe(prompts, num_inference_steps=4, guidance_scale=3.0, latents=latents,
+               output_type="np").images
+    assert ref.shape == (2, 64, 64, 3)  # the default size: unet.sample_size x VAE factor
+    diff = np.abs(np.asarray(ours, np.int32) - np.round(ref * 255).astype(np.int32))
+    assert diff.max() <= 2, f"jaxgen and diffusers differ by {diff.max()}/255"
+
+
+def test_stage_yamls_describe_an_sd_style_model_for_64px_images(tiny):
+    vae = VAEStage.from_yaml(ROOT / "configs/train/shapes_vae.yaml")
+    unet = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
+    assert vae.vae.downscale == 4 and len(unet.unet.block_out_channels) == 3
+    assert unet.unet.sample_size * vae.vae.downscale == 64
+    # attention at the two coarse levels (8x8, 4x4), which see the whole image
+    assert unet.unet.down_block_types[1:] == ("CrossAttnDownBlock2D",) * 2
+    assert unet.unet.cross_attention_dim == unet.text_encoder.hidden_size
+    assert unet.text_encoder.vocab_size == len(tiny.tokenizer)
+    assert unet.schedule.prediction_type == "v_prediction"
+
+
+def test_stage_yaml_rejects_unknown_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs/train/shapes_vae.yaml").read_text()
+                   .replace("train:", "train:\n  stpes: 3", 1))
+    with pytest.raises(ValueError, match=r"train: unknown keys \['stpes'\]"):
+        VAEStage.from_yaml(bad)
