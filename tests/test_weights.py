@@ -125,3 +125,36 @@ def test_not_a_directory_and_not_cached_says_so(tmp_path):
         load_model("some-org/some-model-that-is-not-cached")
     with pytest.raises(ModelDirError, match="no model_index.json"):
         load_model(tmp_path)
+
+
+def test_tokenizer_longer_than_the_text_encoder_is_refused(tiny_sd1_dir, tmp_path):
+    path = _copy(tiny_sd1_dir, tmp_path)
+    cfg_file = path / "text_encoder" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["max_position_embeddings"] = 32
+    cfg_file.write_text(json.dumps(cfg))
+    f = path / "text_encoder" / "model.safetensors"
+    state = safetensors.numpy.load_file(f)
+    key = "embeddings.position_embedding.weight"
+    state[key] = state[key][:32]
+    safetensors.numpy.save_file(state, f)
+    with pytest.raises(ModelDirError, match="model_max_length 77 exceeds"):
+        load_model(path)
+
+
+def test_random_model_generates_finite_varied_images_and_opens_in_diffusers(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from jaxgen.engine.generator import Generator
+    from jaxgen.engine.sharding import make_mesh
+    from jaxgen.requests import GenerationRequest
+    from jaxgen.weights.random_model import write_random_model
+
+    path = write_random_model(tmp_path / "random")
+    gen = Generator.from_pretrained(path, mesh=make_mesh(devices=jax.local_devices()[:1]),
+                                    compilation_cache=False)
+    image = next(iter(gen.generate([GenerationRequest("a red circle", seed=0, height=64,
+                                                      width=64, steps=2)]))).image
+    assert image.std() > 1  # NaN latents would decode to one flat value
+    pipe = StableDiffusionPipeline.from_pretrained(path)
+    assert len(pipe.vae.encoder.down_blocks) == 3

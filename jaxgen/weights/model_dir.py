@@ -101,9 +101,16 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             state.update(_read_tensors(f))
         tree = torch_to_flax(state, shapes[comp], str(root / comp))
         params[comp] = jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+    tokenizer = _load_tokenizer(root / "tokenizer")
+    positions = configs["text_encoder"].max_position_embeddings
+    if tokenizer.model_max_length > positions:
+        # Flax's Embed returns NaN for out-of-range positions: refuse rather than draw NaNs.
+        raise ModelDirError(
+            f"{root}/tokenizer: model_max_length {tokenizer.model_max_length} exceeds the text "
+            f"encoder's max_position_embeddings {positions}")
     return DiffusionModel(
         name=root.name, hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
-        tokenizer=_load_tokenizer(root / "tokenizer"), params=params, raw_configs=raw, **configs)
+        tokenizer=tokenizer, params=params, raw_configs=raw, **configs)
 
 
 def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig) -> dict[str, Any]:

@@ -40,8 +40,8 @@ def write_random_model(out_dir: str | Path, seed: int = 0, words: tuple[str, ...
 
     out = Path(out_dir)
     tok_dir = out / "tokenizer"
-    vocab = write_clip_tokenizer(tok_dir, words)
     unet, vae, text = small_configs()
+    vocab = write_clip_tokenizer(tok_dir, words, max_length=text.max_position_embeddings)
     text = CLIPTextConfig(**{**text.__dict__, "vocab_size": len(vocab),
                              "eos_token_id": vocab["<|endoftext|>"]})
     shapes = param_shapes(unet, vae, text)
