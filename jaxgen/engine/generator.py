@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
 from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
@@ -37,7 +38,10 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path:
     """Turn on JAX's persistent compilation cache, so a second process skips compiling."""
     path = Path(path or os.environ.get("JAXGEN_CACHE_DIR") or default_cache_dir())
     path.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
+    if jax.config.jax_compilation_cache_dir != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        # JAX fixes the directory at the first compile of the process: re-open it here.
+        compilation_cache.reset_cache()
     # Cache every program: the defaults skip fast compiles, which are most of ours on CPU.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -71,7 +75,7 @@ class Generator:
                  batch_size: int | None = None, job_seed: int = 0, clip_skip: int = 0,
                  expect_backend: str | None = None,
                  compilation_cache: str | Path | bool | None = True,
-                 min_shard_size: int = 2**20):
+                 min_shard_size: int = 2**20, attention: str | None = None):
         backend = check_backend(expect_backend)
         if compilation_cache is not False:
             cache = None if compilation_cache is True else compilation_cache
@@ -88,6 +92,7 @@ class Generator:
                              f"mesh's data axis ({n_data} devices)")
         self.job_seed = job_seed
         self.clip_skip = clip_skip
+        self.attention = attention  # None: XLA's attention; "cudnn": fused where it fits
         self._param_shardings = param_shardings(model.params, self.mesh, min_shard_size)
         params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), model.params)
         self.params = jax.device_put(params, self._param_shardings)
@@ -178,11 +183,20 @@ class Generator:
     def _program(self, spec: SamplingSpec):
         if spec not in self._programs:
             data = batch_sharding(self.mesh)
-            fn = build_sampling_fn(self.model, spec, self.dtype)
+            fn = build_sampling_fn(self.model, spec, self.dtype, self.attention)
             self._programs[spec] = jax.jit(
                 fn, in_shardings=(self._param_shardings, data, data, data, data),
                 out_shardings=data)
         return self._programs[spec]
+
+    def compile(self, spec: SamplingSpec) -> jax.stages.Compiled:
+        """Compile `spec`'s program ahead of any request (warm-up, cost analysis); a later
+        `generate` with that shape reuses it."""
+        b, tokens = self.batch_size, self.model.tokenizer.model_max_length
+        ids = jax.ShapeDtypeStruct((b, tokens), jnp.int32)
+        noise = jax.ShapeDtypeStruct((b, 3), jnp.uint32)
+        guidance = jax.ShapeDtypeStruct((b,), jnp.float32)
+        return self._program(spec).lower(self.params, ids, ids, noise, guidance).compile()
 
     @staticmethod
     def _collect(launched: list[tuple[list[_Item], jax.Array]]) -> Iterator[GeneratedImage]:

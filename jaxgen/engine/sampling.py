@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.models.layers import attention_implementation
 from jaxgen.schedulers import SchedulerConfig, make_sampler
 from jaxgen.weights.model_dir import DiffusionModel
 
@@ -46,14 +47,15 @@ def _item_keys(ids: jax.Array) -> jax.Array:
     return jax.vmap(one)(ids)
 
 
-def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec,
-                      dtype: Any = jnp.float32) -> Callable[..., jax.Array]:
+def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec, dtype: Any = jnp.float32,
+                      attention: str | None = None) -> Callable[..., jax.Array]:
     """fn(params, cond_ids, uncond_ids, ids, guidance, init_latents=None) -> uint8 [B,H,W,3].
 
     `ids` are per-image noise ids (see noise_ids), turned into one key per image: the initial
     noise is drawn from fold_in(key, 0) and step s's ancestral noise from fold_in(key, s + 1).
     `init_latents` (NHWC, unit
     variance) replaces the drawn noise, for comparisons with other implementations.
+    `attention` picks the attention kernel (see jaxgen.models.layers.attention_implementation).
     """
     unet, vae, text = model.modules(dtype)
     sampler = make_sampler(spec.sampler, SchedulerConfig.from_dict(model.scheduler_config),
@@ -90,7 +92,11 @@ def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec,
         images = jnp.clip(images.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
         return jnp.round(images * 255).astype(jnp.uint8)
 
-    return fn
+    def traced(*args, **kwargs):
+        with attention_implementation(attention):
+            return fn(*args, **kwargs)
+
+    return traced
 
 
 def tokenize(model: DiffusionModel, prompts: list[str]) -> np.ndarray:

@@ -7,13 +7,23 @@ and a transpose (see jaxgen.weights.convert).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 Dtype = jnp.dtype | type
+
+ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+# Read while tracing: a compiled program keeps the choice made when it was traced.
+_IMPLEMENTATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "attention_implementation", default=None)
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("attention_record",
+                                                                       default=None)
 
 
 def group_norm(groups: int, eps: float, name: str, dtype: Dtype) -> nn.GroupNorm:
@@ -28,11 +38,57 @@ def layer_norm(eps: float, name: str, dtype: Dtype) -> nn.LayerNorm:
 
 
 def conv(features: int, kernel: int, name: str, dtype: Dtype, stride: int = 1,
-         padding: int | None = None) -> nn.Conv:
+         padding: int | None = None) -> Conv2d:
     """A PyTorch-style Conv2d: symmetric integer padding, kernel // 2 by default."""
     p = kernel // 2 if padding is None else padding
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((p, p), (p, p)),
-                   dtype=dtype, name=name)
+    return Conv2d(features, kernel, stride, p, dtype=dtype, name=name)
+
+
+class Conv2d(nn.Module):
+    """nn.Conv's parameters ("kernel" HWIO, "bias") and result, computed as patches x kernel
+    matrix where XLA's CPU convolution is slow (see use_matmul)."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, p = self.kernel, self.stride, self.padding
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (k, k, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if use_matmul(x.shape, k, s, p):
+            y = _patches_matmul(x, kernel, s, p)
+        else:
+            y = jax.lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)),
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
+
+
+def use_matmul(shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> bool:
+    """On CPU, a conv with few output positions and many channels is faster as one matmul:
+    XLA turns a 3x3 conv at 2x2 into a kernel-reversed Eigen conv (SD 1.5 at 128 px: 177 ms
+    vs 4 ms as a matmul), and at <= 8x8 with >= 512 channels the matmul wins 1.2-3x."""
+    if jax.default_backend() != "cpu":
+        return False
+    _, h, w, cin = shape
+    out = ((h + 2 * padding - kernel) // stride + 1) * ((w + 2 * padding - kernel) // stride + 1)
+    return out <= 4 or (out <= 64 and cin >= 512)
+
+
+def _patches_matmul(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    k = kernel.shape[0]
+    n, h, w, c = x.shape
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    taps = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+            for i in range(k) for j in range(k)]  # (kh, kw, cin) order, as the HWIO kernel
+    patches = jnp.concatenate(taps, axis=-1).reshape(n * ho * wo, k * k * c)
+    return (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
 
 
 def gelu_exact(x: jax.Array) -> jax.Array:
@@ -99,8 +155,56 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, heads: int, *, upcast: bool
     split = [t.reshape(b, n, heads, inner // heads) for t, n in ((q, tq), (k, tk), (v, tk))]
     if upcast:
         split = [t.astype(jnp.float32) for t in split]
-    out = jax.nn.dot_product_attention(*split, is_causal=causal)
+    out = _dot_product_attention(*split, causal=causal)
     return out.reshape(b, tq, inner).astype(dtype)
+
+
+@contextlib.contextmanager
+def attention_implementation(name: str | None) -> Iterator[None]:
+    """Trace attention with `name`: None/"xla" (XLA's matmuls) or "cudnn" (fused kernel, used
+    per layer where the head dim and dtype fit, XLA elsewhere)."""
+    if name not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention {name!r}: must be one of {ATTENTION_IMPLEMENTATIONS}")
+    token = _IMPLEMENTATION.set(name)
+    try:
+        yield
+    finally:
+        _IMPLEMENTATION.reset(token)
+
+
+@contextlib.contextmanager
+def record_attention() -> Iterator[list[tuple[str, int]]]:
+    """Collect (implementation, head dim) of every attention layer traced inside the block."""
+    record: list[tuple[str, int]] = []
+    token = _RECORD.set(record)
+    try:
+        yield record
+    finally:
+        _RECORD.reset(token)
+
+
+def cudnn_fits(head_dim: int, dtype: Dtype) -> bool:
+    # cuDNN's fused attention: half precision, head dim a multiple of 8 and at most 128
+    # (SD 1.5's 160 at the coarsest level falls back to XLA).
+    return head_dim % 8 == 0 and head_dim <= 128 and jnp.dtype(dtype) in (jnp.bfloat16,
+                                                                          jnp.float16)
+
+
+def _dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool) -> jax.Array:
+    head_dim, chosen = q.shape[-1], "xla"
+    out = None
+    if _IMPLEMENTATION.get() == "cudnn" and cudnn_fits(head_dim, q.dtype):
+        try:
+            out = jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation="cudnn")
+            chosen = "cudnn"
+        except (RuntimeError, ValueError, NotImplementedError):  # no cuDNN, or shapes it rejects
+            out = None
+    if out is None:
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+    record = _RECORD.get()
+    if record is not None:
+        record.append((chosen, head_dim))
+    return out
 
 
 class ResnetBlock2D(nn.Module):

@@ -1,0 +1,1 @@
+"""Helpers of scripts/benchmark.py: model builders, the timing worker, FLOP counts, the report."""
