@@ -290,10 +290,10 @@ class _SummaryFn(beam.DoFn):
 
     def process(self, plan: Plan, written: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         num = plan.layout.num_shards
-        if self._config.host_count > 1 and len(resume.complete_shards(
-                self._config.output, num)) < num:
-            return  # other hosts still have shards to write; the last one summarises
-        yield resume.write_summary(self._config, plan.layout, plan.file_rows, written)
+        # With several hosts, only the one that finds every shard complete summarises.
+        if self._config.host_count == 1 or len(resume.complete_shards(
+                self._config.output, num)) == num:
+            yield resume.write_summary(self._config, plan.layout, plan.file_rows, written)
 
 
 class WriteSummary(beam.PTransform):
