@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if args.command != "generate" and beam_args:
         parser.error(f"unrecognised arguments: {' '.join(beam_args)}")
+    from jaxgen.engine.sharding import use_all_cpu_cores
+
+    use_all_cpu_cores()
     try:
         return {"generate": _generate, "info": _info, "preview": _preview}[args.command](
             args, beam_args)

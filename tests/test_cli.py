@@ -90,3 +90,20 @@ def test_info_and_preview(tiny_sd1_dir, tmp_path, capsys):
     assert main(["preview", "a red circle", "--model", str(tiny_sd1_dir), "--steps", "2",
                  "--out", str(out)]) == 0
     assert Image.open(out).size == (16, 16)
+
+
+def test_entry_points_use_one_cpu_device_per_core():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = ("from jaxgen.engine.sharding import use_all_cpu_cores; use_all_cpu_cores(); "
+            "import jax; print(jax.local_device_count())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    assert int(out) == min(os.cpu_count(), 8)
+    pinned = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                            text=True, env={**env, "XLA_FLAGS":
+                                            "--xla_force_host_platform_device_count=3"}).stdout
+    assert int(pinned) == 3  # an explicit XLA_FLAGS count wins

@@ -27,8 +27,9 @@ class GeneratorSpec:
 
     def build(self) -> Any:
         from jaxgen.engine.generator import Generator
-        from jaxgen.engine.sharding import make_mesh
+        from jaxgen.engine.sharding import make_mesh, use_all_cpu_cores
 
+        use_all_cpu_cores()  # a fresh worker process; no-op where JAX already started
         return Generator.from_pretrained(
             self.model, variant=self.variant, allow_pickle=self.allow_pickle,
             mesh=make_mesh(self.model_parallel), dtype=self.dtype, batch_size=self.batch_size,
