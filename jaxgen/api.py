@@ -34,7 +34,7 @@ def generate(prompts: str | Sequence[str], model: str | Path | None = None, *,
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     gen = _generator(str(model or default_model_path()), dtype, batch_size)
     if "height" not in fields and "width" not in fields:
-        side = gen.model.unet.sample_size * gen.model.latent_factor
+        side = gen.model.native_size
         fields = {**fields, "height": side, "width": side}
     seed = fields.pop("seed", None)
     requests = [GenerationRequest(p, seed=None if seed is None else seed + i, **fields)

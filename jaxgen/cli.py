@@ -199,7 +199,6 @@ def _info(args: argparse.Namespace, _: list[str]) -> int:
     import jax
 
     from jaxgen.default_model import default_model_path
-    from jaxgen.engine.spec import GeneratorSpec
     from jaxgen.weights.model_dir import load_model
 
     model_path = args.model or default_model_path()
@@ -208,9 +207,8 @@ def _info(args: argparse.Namespace, _: list[str]) -> int:
     print(f"model: {model.name} (hash {model.hash})")
     for name, n in counts.items():
         print(f"  {name:<13} {n / 1e6:8.2f}M parameters")
-    spec = GeneratorSpec(str(model_path))
-    print(f"native size: {spec.native_size()}px; sizes must be multiples of "
-          f"{spec.size_multiple()}")
+    print(f"native size: {model.native_size}px; sizes must be multiples of "
+          f"{model.size_multiple}")
     print(f"backend: {jax.default_backend()}; devices: {jax.local_devices()}")
     return 0
 
@@ -220,12 +218,10 @@ def _preview(args: argparse.Namespace, _: list[str]) -> int:
 
     from jaxgen.default_model import default_model_path
     from jaxgen.engine.generator import Generator
-    from jaxgen.engine.spec import GeneratorSpec
     from jaxgen.requests import GenerationRequest
 
-    model = args.model or default_model_path()
-    side = GeneratorSpec(str(model)).native_size()
-    gen = Generator.from_pretrained(model)
+    gen = Generator.from_pretrained(args.model or default_model_path())
+    side = gen.model.native_size
     fields = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
                                 ("sampler", args.sampler)) if v is not None}
     request = GenerationRequest(args.prompt, seed=args.seed, height=side, width=side, **fields)

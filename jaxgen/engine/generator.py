@@ -111,11 +111,6 @@ class Generator:
     def model_hash(self) -> str:
         return self.model.hash
 
-    @property
-    def size_multiple(self) -> int:
-        """Heights and widths must be multiples of this (VAE factor x UNet downsampling)."""
-        return self.model.latent_factor * 2 ** (len(self.model.unet.block_out_channels) - 1)
-
     def device_info(self) -> dict[str, Any]:
         devices = self.mesh.devices.flatten()
         return {"backend": jax.default_backend(), "device_kind": devices[0].device_kind,
@@ -125,7 +120,7 @@ class Generator:
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         """Validate (raising RequestError naming the field) and fill in a missing seed."""
-        validate_request(request, size_multiple=self.size_multiple)
+        validate_request(request, size_multiple=self.model.size_multiple)
         if request.seed is None:
             request = dataclasses.replace(request, seed=derive_seed(self.job_seed,
                                                                     stable_key(request)))
@@ -135,8 +130,12 @@ class Generator:
                  window: int | None = None) -> Iterator[GeneratedImage]:
         """Yield each request's images in request order. A list is validated whole before any
         device work; a stream is validated a window at a time."""
+        # Each request is prepared once: a list eagerly (all errors before any device work),
+        # a stream lazily as its windows are read.
         if isinstance(requests, list | tuple):
             requests = [self.prepare(r) for r in requests]
+        else:
+            requests = map(self.prepare, requests)
         window = window or 4 * self.batch_size
         in_flight: deque = deque()
         for items in self._windows(requests, window):
@@ -149,7 +148,6 @@ class Generator:
     def _windows(self, requests: Iterable[GenerationRequest], size: int) -> Iterator[list[_Item]]:
         items: list[_Item] = []
         for position, request in enumerate(requests):
-            request = self.prepare(request)
             items += [_Item(position, request, k) for k in range(request.num_images)]
             if len(items) >= size:
                 yield items

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jaxgen.weights.model_dir import resolve_model_path
+from jaxgen.weights.model_dir import native_size, resolve_model_path, size_multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,20 +52,17 @@ class GeneratorSpec:
 
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""
-        vae, unet = self._configs()
-        return vae.downscale * 2 ** (len(unet.block_out_channels) - 1)
+        return size_multiple(*self._configs())
 
     def native_size(self) -> int:
-        """The resolution the model was trained at (unet sample_size x VAE factor)."""
-        vae, unet = self._configs()
-        return unet.sample_size * vae.downscale
+        return native_size(*self._configs())
 
     def _configs(self):
         from jaxgen.models import UNetConfig, VAEConfig
 
         root = resolve_model_path(self.model)
         read = lambda name: json.loads((root / name / "config.json").read_text())  # noqa: E731
-        return VAEConfig.from_dict(read("vae")), UNetConfig.from_dict(read("unet"))
+        return UNetConfig.from_dict(read("unet")), VAEConfig.from_dict(read("vae"))
 
     @property
     def model_path(self) -> Path:

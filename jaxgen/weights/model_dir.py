@@ -58,6 +58,25 @@ class DiffusionModel:
     def latent_factor(self) -> int:
         return self.vae.downscale
 
+    @property
+    def size_multiple(self) -> int:
+        return size_multiple(self.unet, self.vae)
+
+    @property
+    def native_size(self) -> int:
+        return native_size(self.unet, self.vae)
+
+
+def size_multiple(unet: UNetConfig, vae: VAEConfig) -> int:
+    """Heights/widths must be multiples of this: the VAE factor times the UNet's downsampling
+    (jaxgen does not forward odd upsample sizes as diffusers does)."""
+    return vae.downscale * 2 ** (len(unet.block_out_channels) - 1)
+
+
+def native_size(unet: UNetConfig, vae: VAEConfig) -> int:
+    """The resolution the model was trained at (UNet sample_size x VAE factor)."""
+    return unet.sample_size * vae.downscale
+
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """A local directory, or a repo id already in the offline Hugging Face cache."""
