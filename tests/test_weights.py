@@ -21,6 +21,10 @@ def _copy(src, tmp_path):
     return dst
 
 
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
 def test_export_round_trip_is_exact(tiny_sd2_dir, tmp_path):
     model = load_model(tiny_sd2_dir)
     out = save_model(model, tmp_path / "exported")
@@ -112,10 +116,7 @@ def test_unknown_and_missing_tensors_are_named(tiny_sd1_dir, tmp_path):
 
 def test_unsupported_config_option_is_named(tiny_sd1_dir, tmp_path):
     path = _copy(tiny_sd1_dir, tmp_path)
-    cfg_file = path / "unet" / "config.json"
-    cfg = json.loads(cfg_file.read_text())
-    cfg["class_embed_type"] = "timestep"
-    cfg_file.write_text(json.dumps(cfg))
+    _edit_json(path / "unet" / "config.json", class_embed_type="timestep")
     with pytest.raises(ValueError, match="class_embed_type='timestep' is not supported"):
         load_model(path)
 
@@ -129,10 +130,7 @@ def test_not_a_directory_and_not_cached_says_so(tmp_path):
 
 def test_tokenizer_longer_than_the_text_encoder_is_refused(tiny_sd1_dir, tmp_path):
     path = _copy(tiny_sd1_dir, tmp_path)
-    cfg_file = path / "text_encoder" / "config.json"
-    cfg = json.loads(cfg_file.read_text())
-    cfg["max_position_embeddings"] = 32
-    cfg_file.write_text(json.dumps(cfg))
+    _edit_json(path / "text_encoder" / "config.json", max_position_embeddings=32)
     f = path / "text_encoder" / "model.safetensors"
     state = safetensors.numpy.load_file(f)
     key = "embeddings.position_embedding.weight"
