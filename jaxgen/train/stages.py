@@ -1,4 +1,4 @@
-"""The default shapes model's two training stages, as scripts/train_default_model.py runs them.
+"""The default shapes model's two training stages, as `jaxgen train` runs them.
 
 Stage 1 trains the VAE. Stage 2 trains the text encoder and UNet together on latents of the
 frozen stage-1 VAE (its EMA weights). Each stage lives in its own work directory (orbax

@@ -1,0 +1,40 @@
+"""The peer engine for ShapesEval: diffusers' StableDiffusionPipeline on a jaxgen model directory.
+
+Imported only for `jaxgen eval --engine diffusers`; torch and diffusers come with the `test`
+extra. The pipeline uses the directory's own scheduler (DPM-Solver++ 2M for the default model),
+and each image its own torch generator seeded with the prompt's seed, so a rerun is identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxgen.eval.shapes_eval import Generate
+
+
+def diffusers_generator(model_dir: str | Path, *, guidance: float = 4.0, steps: int = 25,
+                        batch_size: int = 32) -> Generate:
+    try:
+        import torch
+        from diffusers import StableDiffusionPipeline
+    except ImportError as err:
+        raise ImportError("engine 'diffusers' needs torch and diffusers: "
+                          "pip install -e '.[test]'") from err
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate(prompts: list[str], seeds: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i:i + batch_size]]
+            with torch.inference_mode():
+                images = pipe(prompts[i:i + batch_size], num_inference_steps=steps,
+                              guidance_scale=guidance, generator=gens, output_type="np").images
+            out.append(np.round(np.clip(images, 0, 1) * 255).astype(np.uint8))
+        return np.concatenate(out)
+
+    return generate

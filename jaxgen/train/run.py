@@ -1,0 +1,127 @@
+"""`jaxgen train`: the shapes model from scratch, VAE then text encoder + UNet, then export + eval.
+
+Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
+the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
+only once stage 1 is finished (its latents must not change under it); export and evaluation run
+once stage 2 is finished (or with export_unfinished). Everything lands in `work_dir`:
+checkpoints, metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+# Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
+UNFINISHED = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    work_dir: Path = Path("runs/shapes-default")
+    vae_config: Path = Path("configs/train/shapes_vae.yaml")
+    unet_config: Path = Path("configs/train/shapes_unet.yaml")
+    minutes: float | None = None  # time budget per stage, per invocation
+    vae_steps: int | None = None  # override the configs' steps
+    unet_steps: int | None = None
+    export_dir: Path | None = None  # default: work_dir/model
+    export_unfinished: bool = False
+    eval_prompts: int = 256
+    guidance: float = 4.0
+    skip_eval: bool = False
+
+
+def train_shapes_model(options: TrainOptions) -> int:
+    """Run (or continue) both stages; returns 0 when exported, UNFINISHED otherwise."""
+    from transformers import CLIPTokenizer
+
+    from jaxgen.eval.run import EvalSettings, evaluate_model, summary
+    from jaxgen.eval.shapes_eval import ShapesEval, reconstruction_generator
+    from jaxgen.train.data import write_shapes_tokenizer
+    from jaxgen.train.export import export_model
+    from jaxgen.train.stages import (
+        UNetStage,
+        VAEStage,
+        calibrated_vae,
+        run_unet_stage,
+        run_vae_stage,
+    )
+
+    for path in (options.vae_config, options.unet_config):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"training config {path}: no such file")
+    work = Path(options.work_dir)
+    vae_stage = VAEStage.from_yaml(options.vae_config)
+    vae_stage = dataclasses.replace(vae_stage,
+                                    train=_with_steps(vae_stage.train, options.vae_steps))
+    tokenizer = CLIPTokenizer.from_pretrained(str(write_shapes_tokenizer(work / "tokenizer")))
+    unet_stage = UNetStage.from_yaml(options.unet_config, tokenizer)
+    unet_stage = dataclasses.replace(unet_stage,
+                                     train=_with_steps(unet_stage.train, options.unet_steps))
+    report: dict = {"configs": {"vae": str(options.vae_config),
+                                "unet": str(options.unet_config)}}
+
+    vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data, minutes=options.minutes)
+    report["vae"] = _stage_report(vae)
+    _print_stage("vae", vae)
+    if not vae.finished:
+        print("stage 1 (VAE) not finished: rerun the same command to continue")
+        return _write_report(work, report, UNFINISHED)
+    vae_config = calibrated_vae(vae_stage.vae, vae.params)
+    report["vae"]["scaling_factor"] = vae_config.scaling_factor
+    ceiling = ShapesEval(options.eval_prompts, data=unet_stage.data)
+    ceiling, _ = ceiling.run(reconstruction_generator(vae_config, vae.params, ceiling.prompts()))
+    report["vae"]["reconstruction_eval"] = ceiling.to_dict()
+    print(f"VAE reconstructions (the ceiling of any model using this VAE):\n"
+          f"{ceiling.summary()}")
+
+    unet = run_unet_stage(unet_stage, vae_config, vae.params, tokenizer, work / "unet",
+                          minutes=options.minutes)
+    report["unet"] = _stage_report(unet)
+    _print_stage("unet", unet)
+    if not unet.finished and not options.export_unfinished:
+        print("stage 2 (UNet) not finished: rerun the same command to continue")
+        return _write_report(work, report, UNFINISHED)
+
+    export_dir = Path(options.export_dir or work / "model")
+    model = export_model(
+        export_dir, name=export_dir.name, unet=unet_stage.unet, vae=vae_config,
+        text_encoder=unet_stage.text_encoder, schedule=unet_stage.schedule, tokenizer=tokenizer,
+        params={**unet.params, "vae": vae.params})
+    report["export"] = {"dir": str(export_dir), "hash": model.hash}
+    print(f"exported {export_dir} (hash {model.hash})")
+    if not options.skip_eval:
+        settings = EvalSettings(num_prompts=options.eval_prompts, guidance=options.guidance)
+        report["eval"] = evaluate_model(export_dir, work / "eval", settings, unet_stage.data)
+        print(summary(report["eval"]))
+    return _write_report(work, report, 0)
+
+
+def _with_steps(train, steps: int | None):
+    """The train config with `steps` (if given); warmup at most a tenth of a shorter run."""
+    if not steps:
+        return train
+    warmup = min(train.warmup_steps, steps // 10)
+    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
+
+
+def _stage_report(result) -> dict:
+    s = result.summary
+    last = s.history[-1] if s.history else {}
+    return {"step": int(result.state.step), "finished": result.finished,
+            "steps_this_run": s.steps_run, "images_per_s": s.images_per_s,
+            "first_step_s": s.compile_s, "last_metrics": last}
+
+
+def _print_stage(name: str, result) -> None:
+    s = result.summary
+    rate = f"{s.images_per_s:.1f} img/s" if s.images_per_s else "n/a"
+    print(f"{name}: step {int(result.state.step)}, ran {s.steps_run} steps at {rate}, "
+          f"finished={result.finished}")
+
+
+def _write_report(work: Path, report: dict, code: int) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return code

@@ -1,0 +1,89 @@
+"""`jaxgen train` and `jaxgen eval` end to end on tiny versions of the shipped stage configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jaxgen.cli import main
+from jaxgen.train.run import UNFINISHED
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "shapes_vae.yaml": {
+        "vae": {"block_out_channels": [8, 16, 16], "norm_num_groups": 4},
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
+    "shapes_unet.yaml": {
+        "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8,
+                 "cross_attention_dim": 32, "attention_head_dim": 2,
+                 "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                 "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"]},
+        "text_encoder": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                         "num_attention_heads": 2},
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
+}
+
+
+def _tiny_configs(tmp: Path) -> tuple[Path, Path]:
+    paths = []
+    for name, edits in TINY.items():
+        raw = yaml.safe_load((ROOT / "configs/train" / name).read_text())
+        for section, values in edits.items():
+            raw[section].update(values)
+        path = tmp / name
+        path.write_text(yaml.safe_dump(raw))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train-cli")
+    vae, unet = _tiny_configs(tmp)
+    args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
+            "--unet-config", str(unet), "--eval-prompts", "4", "--skip-eval"]
+    # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
+    assert main([*args, "--minutes", "0"]) == UNFINISHED
+    report = json.loads((tmp / "run/report.json").read_text())
+    assert report["vae"]["finished"] is False and "unet" not in report
+    # ...and the same command without it continues from the checkpoint to the export.
+    assert main(args) == 0
+    return tmp / "run"
+
+
+def test_train_command_resumes_trains_both_stages_and_exports(trained):
+    report = json.loads((trained / "report.json").read_text())
+    assert report["vae"]["step"] == 2 and report["unet"]["step"] == 2
+    assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
+    assert report["export"]["dir"] == str(trained / "model")
+    assert (trained / "model/model_index.json").is_file()
+    metrics = (trained / "unet/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics][-1] == 2
+
+
+@pytest.mark.parametrize("engine", ["jaxgen", "diffusers"])
+def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engine, capsys):
+    out = tmp_path / engine
+    assert main(["eval", "--model", str(trained / "model"), "--out", str(out), "--prompts", "4",
+                 "--steps", "2", "--no-fd", "--engine", engine]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["engine"] == engine and report["steps"] == 2
+    assert report["counts"] == {"all": 4, "single": 2, "two": 2, "seen_wording": 4,
+                                "new_wording": 0}
+    assert 0.0 <= report["accuracy"]["all"]["joint"] <= 1.0
+    assert (out / "contact_sheet.png").stat().st_size > 0
+    assert f"{engine}" in capsys.readouterr().out
+
+
+def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
+    assert main(["train", "--work-dir", str(tmp_path), "--vae-config", "nope.yaml"]) == 2
+    assert "training config nope.yaml: no such file" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--engine", "torch"]) == 2
+    assert "engine='torch': must be one of jaxgen, diffusers" in capsys.readouterr().err
