@@ -27,11 +27,14 @@ def generate(prompts: str | Sequence[str], model: str | Path | None = None, *,
     `fields` are GenerationRequest fields applied to every prompt (seed, steps, guidance,
     height, width, sampler, negative_prompt, num_images). A seed given here is the first
     prompt's; the next prompts get seed + 1, seed + 2, ... The Generator for a model is
-    built once and reused by later calls.
+    built once and reused by later calls. Without `model`, the default model's recommended
+    steps/sampler/guidance fill the fields not given.
     """
-    from jaxgen.default_model import default_model_path
+    from jaxgen.default_model import RECOMMENDED, default_model_path
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if model is None:
+        fields = {**RECOMMENDED, **fields}
     gen = _generator(str(model or default_model_path()), dtype, batch_size)
     if "height" not in fields and "width" not in fields:
         side = gen.model.native_size

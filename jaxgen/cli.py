@@ -93,7 +93,8 @@ _INT_FIELDS = {"steps", "height", "width", "num_images", "seed"}
 
 
 def job_config(args: argparse.Namespace, size_multiple: int | None = None,
-               native_size: int | None = None) -> JobConfig:
+               native_size: int | None = None,
+               model_defaults: dict[str, Any] | None = None) -> JobConfig:
     values: dict[str, Any] = {}
     if args.job_config:
         values.update(yaml.safe_load(Path(args.job_config).read_text()) or {})
@@ -111,6 +112,8 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
     if native_size:  # the model's own resolution, unless the job says otherwise
         defaults.setdefault("height", native_size)
         defaults.setdefault("width", native_size)
+    for name, value in (model_defaults or {}).items():  # the model's own, unless the job's
+        defaults.setdefault(name, value)
     return JobConfig.from_mapping({**values, "defaults": defaults})
 
 
@@ -129,7 +132,10 @@ def _generate(args: argparse.Namespace, beam_args: list[str]) -> int:
     spec = _spec(args)
     if not args.dry_run:
         spec.check()
-    config = job_config(args, spec.size_multiple(), spec.native_size())
+    from jaxgen.default_model import RECOMMENDED
+
+    config = job_config(args, spec.size_multiple(), spec.native_size(),
+                        None if args.model else RECOMMENDED)
     if args.runner_profile:
         from pipelines.generate_dataset import profile_flags
 
@@ -231,8 +237,11 @@ def _preview(args: argparse.Namespace, _: list[str]) -> int:
 
     gen = Generator.from_pretrained(args.model or default_model_path())
     side = gen.model.native_size
-    fields = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
-                                ("sampler", args.sampler)) if v is not None}
+    from jaxgen.default_model import RECOMMENDED
+
+    fields = {} if args.model else dict(RECOMMENDED)
+    fields.update({k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
+                                     ("sampler", args.sampler)) if v is not None})
     request = GenerationRequest(args.prompt, seed=args.seed, height=side, width=side, **fields)
     image = next(iter(gen.generate([request]))).image
     Image.fromarray(image).save(args.out)
@@ -252,6 +261,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
                    "(default: WORK_DIR/model)")
     p.add_argument("--export-unfinished", action="store_true",
                    help="export and evaluate even if stage 2 has not reached its steps")
+    p.add_argument("--export-dtype", default="float16", help="float16 | float32 weight files")
     p.add_argument("--eval-prompts", type=int, default=256)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--skip-eval", action="store_true")

@@ -1,28 +1,21 @@
-"""Where the embedded default model lives, and the stand-in used until it is shipped."""
+"""Where the embedded default model lives: the shapes model trained by `jaxgen train`.
+
+See docs/default-model.md for what it is, how it was trained and how well it draws.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 PACKAGED = Path(__file__).resolve().parent / "assets" / "default-model"
-RANDOM_NOTICE = (
-    "jaxgen: NOTE - no trained default model is shipped in this version, so this run uses a "
-    "small RANDOMLY INITIALISED model: the images are noise-like. It exercises the whole "
-    "pipeline; pass --model DIR for a real diffusers-format model."
-)
+# The settings its model card recommends (and ShapesEval measures it at).
+RECOMMENDED = {"steps": 25, "sampler": "dpmpp_2m", "guidance": 4.0}
 
 
 def default_model_path() -> Path:
-    """The packaged trained model if present, else a cached random stand-in (announced)."""
-    if (PACKAGED / "model_index.json").is_file():
-        return PACKAGED
-    from jaxgen.weights.random_model import write_random_model
-
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = root / "jaxgen" / "random-untrained-model"
-    if not (path / "model_index.json").is_file():
-        write_random_model(path)
-    print(RANDOM_NOTICE, file=sys.stderr, flush=True)
-    return path
+    """The packaged default model's diffusers-format directory."""
+    if not (PACKAGED / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"{PACKAGED}: the default model is missing from this installation (reinstall "
+            "jaxgen, or pass --model DIR for a diffusers-format model)")
+    return PACKAGED

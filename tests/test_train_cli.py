@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+import safetensors.numpy
 import yaml
 
 from jaxgen.cli import main
 from jaxgen.train.run import UNFINISHED
+from jaxgen.weights.model_dir import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -64,6 +68,12 @@ def test_train_command_resumes_trains_both_stages_and_exports(trained):
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
     assert (trained / "model/model_index.json").is_file()
+    # float16 weight files by default (the shipped model's size budget); jaxgen loads float32
+    unet_file = safetensors.numpy.load_file(
+        trained / "model/unet/diffusion_pytorch_model.safetensors")
+    assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
+    assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
+        np.dtype(np.float32)}
     metrics = (trained / "unet/metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in metrics][-1] == 2
 

@@ -23,8 +23,10 @@ def diffusers_generator(model_dir: str | Path, *, guidance: float = 4.0, steps: 
         raise ImportError("engine 'diffusers' needs torch and diffusers: "
                           "pip install -e '.[test]'") from err
 
+    # float32 whatever the files hold: torch's CPU half-precision kernels are slow or missing.
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None,
-                                                   requires_safety_checker=False)
+                                                   requires_safety_checker=False,
+                                                   torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
 
     def generate(prompts: list[str], seeds: np.ndarray) -> np.ndarray:

@@ -6,6 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
 from jaxgen.models import CLIPTextConfig, UNetConfig, VAEConfig
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.weights.model_dir import DiffusionModel, load_model, save_model
@@ -24,11 +27,15 @@ def shapes_scheduler_config(schedule: SchedulerConfig) -> dict[str, Any]:
 
 def export_model(out_dir: str | Path, *, name: str, unet: UNetConfig, vae: VAEConfig,
                  text_encoder: CLIPTextConfig, schedule: SchedulerConfig, tokenizer: Any,
-                 params: dict[str, Any], overwrite: bool = True) -> DiffusionModel:
+                 params: dict[str, Any], overwrite: bool = True,
+                 dtype: str = "float32") -> DiffusionModel:
     """Write `params` ({unet, vae, text_encoder}) as a model directory and load it back.
 
-    Loading back gives the model its content hash and proves the directory is complete.
+    The weight files hold `dtype` ("float16" halves the size; jaxgen loads them back into
+    float32). Loading back gives the model its content hash and proves the directory is complete.
     """
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"export dtype={dtype!r}: must be float32 or float16")
     out = Path(out_dir)
     if out.exists():
         if not overwrite:
@@ -36,7 +43,8 @@ def export_model(out_dir: str | Path, *, name: str, unet: UNetConfig, vae: VAECo
         shutil.rmtree(out)
     model = DiffusionModel(
         name=name, hash="", unet=unet, vae=vae, text_encoder=text_encoder,
-        scheduler_config=shapes_scheduler_config(schedule), tokenizer=tokenizer, params=params,
+        scheduler_config=shapes_scheduler_config(schedule), tokenizer=tokenizer,
+        params=jax.tree.map(lambda a: np.asarray(a).astype(dtype), params),
         raw_configs={})
     save_model(model, out)
     return load_model(out)
