@@ -142,6 +142,22 @@ def test_vae_stage_loss_goes_down_over_30_steps_and_is_logged(tmp_path):
     assert {"l1", "l2", "kl", "grad_norm", "lr"} <= set(logged[-1])
 
 
+def test_bfloat16_precision_computes_in_bfloat16_keeps_float32_params_and_learns(tmp_path):
+    cfg = dataclasses.replace(TRAIN, steps=30, precision="bfloat16")
+    assert cfg.compute_dtype() == jnp.bfloat16
+    assert TRAIN.compute_dtype() == jnp.float32  # auto on CPU
+    result = run_vae_stage(VAEStage(TINY_VAE, VAELoss(), cfg), tmp_path, mesh=two_device_mesh(),
+                           compiler_options=FAST_COMPILE, progress=False)
+    losses = [h["loss"] for h in result.summary.history]
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])  # float32: < 0.5 (test above)
+    for tree in (result.state.params, result.state.ema_params, result.state.opt_state):
+        assert {x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)
+                } == {jnp.dtype(jnp.float32)}
+    with pytest.raises(ValueError, match="precision='fp8': must be one of auto, float32"):
+        dataclasses.replace(TRAIN, precision="fp8")
+
+
 def test_v_target_is_what_the_samplers_turn_back_into_the_clean_latents():
     rng = np.random.default_rng(0)
     x0, noise = rng.normal(size=(2, 4, 4, 4)), rng.normal(size=(2, 4, 4, 4))

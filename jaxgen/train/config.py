@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +36,14 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
     seed: int = 0
+    # Compute dtype of the forward/backward pass; params, optimiser state and EMA stay float32.
+    # auto: bfloat16 on GPU/TPU (native there), float32 on CPU (emulated bfloat16 is slower).
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train config precision={self.precision!r}: must be one of "
+                             f"{', '.join(PRECISIONS)}")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config {name}={getattr(self, name)!r}: must be >= 1")
@@ -45,6 +52,16 @@ class TrainConfig:
                              f"[0, steps={self.steps})")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train config ema_decay={self.ema_decay!r}: must be in [0, 1)")
+
+
+    def compute_dtype(self) -> Any:
+        """The dtype the models compute in, `precision` resolved for the default backend."""
+        import jax
+        import jax.numpy as jnp
+
+        if self.precision == "auto":
+            return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
+        return jnp.dtype(self.precision).type
 
 
 def from_section(cls: type[T], raw: dict[str, Any] | None, source: str) -> T:

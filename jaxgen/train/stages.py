@@ -114,7 +114,9 @@ def _run(state: TrainState, loss_fn: Any, batches: Any, cfg: TrainConfig, work_d
 def run_vae_stage(stage: VAEStage, work_dir: str | Path, *, data: ShapesData | None = None,
                   minutes: float | None = None, mesh: Mesh | None = None,
                   compiler_options: dict | None = None, progress: bool = True) -> StageResult:
-    vae = AutoencoderKL(stage.vae)
+    # Modules compute in cfg.compute_dtype(); flax casts the float32 params at each use, so
+    # the gradients and the optimiser state stay float32 (mixed precision).
+    vae = AutoencoderKL(stage.vae, stage.train.compute_dtype())
     cfg, data = stage.train, data or ShapesData()
     state = create_state(init_vae(vae, cfg.seed), cfg)
     return _run(state, vae_loss_fn(vae, stage.loss),
@@ -134,9 +136,10 @@ def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tok
                    mesh: Mesh | None = None, compiler_options: dict | None = None,
                    progress: bool = True) -> StageResult:
     """Train text encoder + UNet; `vae_config.scaling_factor` must already be calibrated."""
-    unet, text, vae = (UNet2DConditionModel(stage.unet), CLIPTextModel(stage.text_encoder),
-                       AutoencoderKL(vae_config))
     cfg = stage.train
+    dtype = cfg.compute_dtype()
+    unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
+                       CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
     latent_size = IMAGE_SIZE // vae_config.downscale
     params = init_denoiser(unet, text, cfg.seed, latent_size)
     state = create_state(params, cfg, frozen={"vae": jax.tree.map(np.asarray, vae_params)})
