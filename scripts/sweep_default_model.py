@@ -34,17 +34,34 @@ def main() -> None:
         settings = EvalSettings(num_prompts=args.prompts, guidance=guidance, steps=steps,
                                 compute_fd=False)
         report = evaluate_model(args.model, args.out / f"g{guidance}-s{steps}", settings)
-        acc = report["accuracy"]
-        rows.append({"guidance": guidance, "steps": steps, "sampling_s": report["sampling_s"],
-                     **{f"{g}_joint": acc[g]["joint"] for g in ("all", "single", "two")}})
+        rows.append(table_row(report))
         print(rows[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| guidance | steps | single joint | two-object joint | all joint | sampling s |\n"
-          "|---:|---:|---:|---:|---:|---:|")
+    print("\n" + markdown(rows))
+
+
+ATTRIBUTES = ("shape", "colour", "size", "position", "background")
+
+
+def table_row(report: dict) -> dict:
+    """Joint accuracy per prompt group, and per-attribute accuracy over all prompts."""
+    acc = report["accuracy"]
+    return {"guidance": report["guidance"], "steps": report["steps"],
+            "sampling_s": report["sampling_s"],
+            **{f"{g}_joint": acc[g]["joint"] for g in ("single", "two", "all")},
+            **{a: acc["all"][a] for a in ATTRIBUTES}}
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ["guidance", "steps", "single joint", "two-object joint", *ATTRIBUTES, "sampling s"]
+    keys = ["single_joint", "two_joint", *ATTRIBUTES]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for r in rows:
-        print(f"| {r['guidance']} | {r['steps']} | {r['single_joint']:.3f} | "
-              f"{r['two_joint']:.3f} | {r['all_joint']:.3f} | {r['sampling_s']} |")
+        cells = [str(r["guidance"]), str(r["steps"]), *(f"{r[k]:.3f}" for k in keys),
+                 str(r["sampling_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
