@@ -26,7 +26,7 @@ def diffusers_generator(model_dir: str | Path, *, guidance: float = 4.0, steps: 
     # float32 whatever the files hold: torch's CPU half-precision kernels are slow or missing.
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None,
                                                    requires_safety_checker=False,
-                                                   torch_dtype=torch.float32)
+                                                   dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
 
     def generate(prompts: list[str], seeds: np.ndarray) -> np.ndarray:
