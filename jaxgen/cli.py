@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 
 from jaxgen.dataset.config import DEFAULTABLE_FIELDS, ConfigError, JobConfig
+from jaxgen.default_model import RECOMMENDED
+
+EVAL_PROMPTS = 256  # ShapesEval's size for the model card: 128 one-object, 128 two-object
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,8 +135,6 @@ def _generate(args: argparse.Namespace, beam_args: list[str]) -> int:
     spec = _spec(args)
     if not args.dry_run:
         spec.check()
-    from jaxgen.default_model import RECOMMENDED
-
     config = job_config(args, spec.size_multiple(), spec.native_size(),
                         None if args.model else RECOMMENDED)
     if args.runner_profile:
@@ -237,8 +238,6 @@ def _preview(args: argparse.Namespace, _: list[str]) -> int:
 
     gen = Generator.from_pretrained(args.model or default_model_path())
     side = gen.model.native_size
-    from jaxgen.default_model import RECOMMENDED
-
     fields = {} if args.model else dict(RECOMMENDED)
     fields.update({k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
                                      ("sampler", args.sampler)) if v is not None})
@@ -262,8 +261,8 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-unfinished", action="store_true",
                    help="export and evaluate even if stage 2 has not reached its steps")
     p.add_argument("--export-dtype", default="float16", help="float16 | float32 weight files")
-    p.add_argument("--eval-prompts", type=int, default=256)
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--eval-prompts", type=int, default=EVAL_PROMPTS)
+    p.add_argument("--guidance", type=float, default=RECOMMENDED["guidance"])
     p.add_argument("--skip-eval", action="store_true")
 
 
@@ -279,10 +278,10 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="diffusers-format directory (default: the default model)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"),
                    help="directory for report.json and contact_sheet.png")
-    p.add_argument("--prompts", type=int, default=256, dest="num_prompts")
-    p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--sampler", default="dpmpp_2m", help="jaxgen engine only")
+    p.add_argument("--prompts", type=int, default=EVAL_PROMPTS, dest="num_prompts")
+    p.add_argument("--guidance", type=float, default=RECOMMENDED["guidance"])
+    p.add_argument("--steps", type=int, default=RECOMMENDED["steps"])
+    p.add_argument("--sampler", default=RECOMMENDED["sampler"], help="jaxgen engine only")
     p.add_argument("--engine", default="jaxgen", help="jaxgen | diffusers (needs torch)")
     p.add_argument("--no-fd", action="store_false", dest="compute_fd", help="skip the FD")
 

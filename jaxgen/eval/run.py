@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxgen.default_model import RECOMMENDED
 from jaxgen.eval.shapes_eval import Generate, ShapesEval, contact_sheet, model_generator
 from jaxgen.train.data import ShapesData
 
@@ -21,10 +22,10 @@ ENGINES = ("jaxgen", "diffusers")
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    num_prompts: int = 256
-    guidance: float = 4.0
-    steps: int = 25
-    sampler: str = "dpmpp_2m"  # jaxgen's name; diffusers uses the directory's scheduler
+    num_prompts: int = 256  # 128 one-object, 128 two-object
+    guidance: float = RECOMMENDED["guidance"]
+    steps: int = RECOMMENDED["steps"]
+    sampler: str = RECOMMENDED["sampler"]  # jaxgen's name; diffusers uses the model's scheduler
     engine: str = "jaxgen"
     compute_fd: bool = True  # the FD needs its classifier trained first (~1 min on 2 CPU cores)
     batch_size: int = 32

@@ -13,6 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from jaxgen.default_model import RECOMMENDED
+
 # Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
 UNFINISHED = 3
 
@@ -29,7 +31,7 @@ class TrainOptions:
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
     eval_prompts: int = 256
-    guidance: float = 4.0
+    guidance: float = RECOMMENDED["guidance"]
     skip_eval: bool = False
 
 
