@@ -20,9 +20,7 @@ from typing import Any
 import yaml
 
 from jaxgen.dataset.config import DEFAULTABLE_FIELDS, ConfigError, JobConfig
-from jaxgen.default_model import RECOMMENDED
-
-EVAL_PROMPTS = 256  # ShapesEval's size for the model card: 128 one-object, 128 two-object
+from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 PACKAGED = Path(__file__).resolve().parent / "assets" / "default-model"
 # The settings its model card recommends (and ShapesEval measures it at).
 RECOMMENDED = {"steps": 25, "sampler": "dpmpp_2m", "guidance": 4.0}
+# The size of the model card's ShapesEval: 128 one-object and 128 two-object prompts.
+EVAL_PROMPTS = 256
 
 
 def default_model_path() -> Path:

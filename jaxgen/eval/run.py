@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxgen.default_model import RECOMMENDED
+from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
 from jaxgen.eval.shapes_eval import Generate, ShapesEval, contact_sheet, model_generator
 from jaxgen.train.data import ShapesData
 
@@ -22,7 +22,7 @@ ENGINES = ("jaxgen", "diffusers")
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    num_prompts: int = 256  # 128 one-object, 128 two-object
+    num_prompts: int = EVAL_PROMPTS
     guidance: float = RECOMMENDED["guidance"]
     steps: int = RECOMMENDED["steps"]
     sampler: str = RECOMMENDED["sampler"]  # jaxgen's name; diffusers uses the model's scheduler

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from jaxgen.default_model import RECOMMENDED
+from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
 
 # Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
 UNFINISHED = 3
@@ -30,7 +30,7 @@ class TrainOptions:
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
-    eval_prompts: int = 256
+    eval_prompts: int = EVAL_PROMPTS
     guidance: float = RECOMMENDED["guidance"]
     skip_eval: bool = False
 
