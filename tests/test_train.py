@@ -24,7 +24,7 @@ from jaxgen.models import (
 )
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
-from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, parse_caption
+from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, parse_caption, sample_scene
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig
 from jaxgen.train.data import ShapesData, shapes_batch, training_caption, write_shapes_tokenizer
@@ -127,6 +127,17 @@ def test_training_captions_drop_out_at_the_set_rate_and_skip_held_out_templates(
     assert PAIR_TEMPLATES[2].endswith(", {bg} background")
     assert not any(c.endswith(" background") and "," in c for c in captions)
     assert all(parse_caption(c).objects for c in captions if c)
+
+
+def test_every_template_fits_the_shapes_tokenizer_untruncated(tiny):
+    lengths = []
+    for seed in range(600):
+        scene = sample_scene(seed)
+        templates = SINGLE_TEMPLATES if len(scene.objects) == 1 else PAIR_TEMPLATES
+        rng = np.random.default_rng(seed)
+        lengths += [len(tiny.tokenizer(caption(scene, rng, template=t)).input_ids)
+                    for t in range(len(templates))]
+    assert 30 < max(lengths) <= tiny.tokenizer.model_max_length
 
 
 def test_vae_stage_loss_goes_down_over_30_steps_and_is_logged(tmp_path):
@@ -236,10 +247,10 @@ def test_export_opens_in_jaxgen_and_diffusers_with_the_same_images(tiny, uninter
 def test_stage_yamls_describe_an_sd_style_model_for_64px_images(tiny):
     vae = VAEStage.from_yaml(ROOT / "configs/train/shapes_vae.yaml")
     unet = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
-    assert vae.vae.downscale == 4 and len(unet.unet.block_out_channels) == 3
+    assert vae.vae.downscale == 4 and len(unet.unet.block_out_channels) == 4
     assert unet.unet.sample_size * vae.vae.downscale == 64
-    # attention at the two coarse levels (8x8, 4x4), which see the whole image
-    assert unet.unet.down_block_types[1:] == ("CrossAttnDownBlock2D",) * 2
+    # attention at the coarse levels (8x8, 4x4, 2x2), which see the whole image
+    assert unet.unet.down_block_types[1:] == ("CrossAttnDownBlock2D",) * 3
     assert unet.unet.cross_attention_dim == unet.text_encoder.hidden_size
     assert unet.text_encoder.vocab_size == len(tiny.tokenizer)
     assert unet.schedule.prediction_type == "v_prediction"

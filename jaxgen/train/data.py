@@ -63,8 +63,12 @@ def shapes_words() -> list[str]:
     return sorted(words)
 
 
-def write_shapes_tokenizer(out_dir: str | Path, max_length: int = 32) -> Path:
-    """A CLIP tokenizer with one token per shapes word; 32 positions fit the longest caption."""
+def write_shapes_tokenizer(out_dir: str | Path, max_length: int = 40) -> Path:
+    """A CLIP tokenizer with one token per shapes word.
+
+    40 positions: the longest caption is 37 tokens with BOS/EOS (a pair template with two
+    two-word relation phrases' worth of synonyms); a margin keeps free-form prompts whole.
+    """
     write_clip_tokenizer(out_dir, shapes_words(), max_length=max_length)
     return Path(out_dir)
 
