@@ -66,8 +66,8 @@ def shapes_words() -> list[str]:
 def write_shapes_tokenizer(out_dir: str | Path, max_length: int = 40) -> Path:
     """A CLIP tokenizer with one token per shapes word.
 
-    40 positions: the longest caption is 37 tokens with BOS/EOS (a pair template with two
-    two-word relation phrases' worth of synonyms); a margin keeps free-form prompts whole.
+    40 positions: the longest training captions (two-object, "to the left of") reach 37 tokens
+    with BOS/EOS; the margin keeps slightly longer free-form prompts whole.
     """
     write_clip_tokenizer(out_dir, shapes_words(), max_length=max_length)
     return Path(out_dir)
