@@ -15,12 +15,14 @@ import argparse
 
 import numpy as np
 
+from jaxgen.default_model import RECOMMENDED
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--noises", type=int, default=8, help="noise seeds per position")
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--guidance", type=float, default=RECOMMENDED["guidance"])
     args = p.parse_args()
 
     import jax
