@@ -45,7 +45,9 @@ def test_unet_matches_diffusers(pair):
         ref = pipe.unet(sample, t, encoder_hidden_states=context).sample
     ours = unet.apply({"params": model.params["unet"]}, jnp.asarray(nhwc(sample)),
                       jnp.asarray(t.numpy()), jnp.asarray(context.numpy()))
-    assert rel_l2(ours, nhwc(ref)) < RTOL
+    error = rel_l2(ours, nhwc(ref))
+    print(f"wide-conv UNet relative L2 error: {error:.2e}")
+    assert error < RTOL
 
 
 def test_vae_encode_and_decode_match_diffusers(pair):
@@ -134,6 +136,39 @@ def test_sd15_unet_architecture_matches_diffusers():
     print(f"SD 1.5 UNet relative L2 error: {error:.2e}")
     assert error < 1e-4
 
+
+def test_unet_with_wide_conv_in_and_out_matches_diffusers():
+    """conv_in_kernel / conv_out_kernel other than 3 (the default model's conv_out is 11 wide):
+    padding (k - 1) / 2 on both sides, as diffusers pads."""
+    from diffusers import UNet2DConditionModel
+
+    from jaxgen.models import UNet2DConditionModel as FlaxUNet
+    from jaxgen.models import UNetConfig
+    from jaxgen.weights.convert import torch_to_flax
+    from jaxgen.weights.model_dir import param_shapes
+
+    config = {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 2,
+              "cross_attention_dim": 8, "norm_num_groups": 8, "sample_size": 16,
+              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+              "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+              "conv_in_kernel": 5, "conv_out_kernel": 11}
+    torch.manual_seed(0)
+    ref_unet = UNet2DConditionModel(**config).eval()
+    cfg = UNetConfig.from_dict(config)
+    shapes = param_shapes(cfg, _tiny_vae(), _tiny_text())["unet"]
+    assert shapes["conv_out"]["kernel"].shape == (11, 11, 16, 4)
+    params = torch_to_flax({k: v.numpy() for k, v in ref_unet.state_dict().items()}, shapes,
+                           "wide-conv-unet")
+    g = torch.Generator().manual_seed(4)
+    sample = torch.randn(2, 4, 16, 16, generator=g)
+    context = torch.randn(2, 5, 8, generator=g)
+    with torch.no_grad():
+        ref = ref_unet(sample, torch.tensor([999, 10]), encoder_hidden_states=context).sample
+    ours = FlaxUNet(cfg).apply({"params": params}, jnp.asarray(nhwc(sample)),
+                               jnp.array([999, 10]), jnp.asarray(context.numpy()))
+    error = rel_l2(ours, nhwc(ref))
+    print(f"wide-conv UNet relative L2 error: {error:.2e}")
+    assert error < RTOL
 
 def _tiny_vae():
     from jaxgen.models import VAEConfig
