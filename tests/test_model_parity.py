@@ -138,8 +138,8 @@ def test_sd15_unet_architecture_matches_diffusers():
 
 
 def test_unet_with_wide_conv_in_and_out_matches_diffusers():
-    """conv_in_kernel / conv_out_kernel other than 3 (the default model's conv_out is 11 wide):
-    padding (k - 1) / 2 on both sides, as diffusers pads."""
+    """conv_in_kernel / conv_out_kernel other than 3 (diffusers config keys a user's model may
+    set): padding (k - 1) / 2 on both sides, as diffusers pads."""
     from diffusers import UNet2DConditionModel
 
     from jaxgen.models import UNet2DConditionModel as FlaxUNet
