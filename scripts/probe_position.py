@@ -47,15 +47,15 @@ def main() -> None:
     prompts = [f"a large {colours[k % len(colours)]} square {POSITION_AT[pos]} on a white "
                f"background" for k in range(args.noises) for pos in POSITIONS]
     n = len(prompts)
-    steps = jnp.full((n,), t)
 
     def guided_x0(prompts: list[str], noise: jax.Array) -> jax.Array:
         k = len(prompts)
+        steps = jnp.full((k,), t)
         cond, _ = text.apply({"params": model.params["text_encoder"]}, tokenize(model, prompts))
         uncond, _ = text.apply({"params": model.params["text_encoder"]},
                                tokenize(model, [""] * k))
-        out_c = unet.apply({"params": model.params["unet"]}, noise, steps[:k], cond)
-        out_u = unet.apply({"params": model.params["unet"]}, noise, steps[:k], uncond)
+        out_c = unet.apply({"params": model.params["unet"]}, noise, steps, cond)
+        out_u = unet.apply({"params": model.params["unet"]}, noise, steps, uncond)
         out = out_u + args.guidance * (out_c - out_u)
         return predict_x0(schedule.prediction_type, out, noise, acp**0.5, (1 - acp) ** 0.5)
 
