@@ -99,13 +99,6 @@ def test_bfloat16_unet_stays_within_2e2_of_float32(tiny_sd1_dir):
 @pytest.mark.slow
 def test_sd15_unet_architecture_matches_diffusers():
     """The real SD 1.5 UNet config (859.5M params), random weights, on a 16x16 latent."""
-    from diffusers import UNet2DConditionModel
-
-    from jaxgen.models import UNet2DConditionModel as FlaxUNet
-    from jaxgen.models import UNetConfig
-    from jaxgen.weights.convert import torch_to_flax
-    from jaxgen.weights.model_dir import param_shapes
-
     config = {"act_fn": "silu", "attention_head_dim": 8,
               "block_out_channels": [320, 640, 1280, 1280],
               "center_input_sample": False, "cross_attention_dim": 768,
@@ -114,23 +107,8 @@ def test_sd15_unet_architecture_matches_diffusers():
               "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05,
               "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
               "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3}
-    torch.manual_seed(0)
-    ref_unet = UNet2DConditionModel(**config).eval()
-    n_params = sum(p.numel() for p in ref_unet.parameters())
+    error, n_params, _ = _random_unet_against_diffusers(config, [500], context_len=77, seed=3)
     assert n_params == 859_520_964
-    cfg = UNetConfig.from_dict(config)
-    shapes = param_shapes(cfg, _tiny_vae(), _tiny_text())["unet"]
-    state = {k: v.numpy() for k, v in ref_unet.state_dict().items()}
-    params = torch_to_flax(state, shapes, "sd15-unet")
-    g = torch.Generator().manual_seed(3)
-    sample = torch.randn(1, 4, 16, 16, generator=g)
-    context = torch.randn(1, 77, 768, generator=g)
-    with torch.no_grad():
-        ref = ref_unet(sample, torch.tensor([500]), encoder_hidden_states=context).sample
-    del ref_unet, state
-    ours = jax.jit(FlaxUNet(cfg).apply)({"params": params}, jnp.asarray(nhwc(sample)),
-                                         jnp.array([500]), jnp.asarray(context.numpy()))
-    error = rel_l2(ours, nhwc(ref))
     print(f"SD 1.5 UNet relative L2 error: {error:.2e}")
     assert error < 1e-4
 
@@ -138,6 +116,21 @@ def test_sd15_unet_architecture_matches_diffusers():
 def test_unet_with_wide_conv_in_and_out_matches_diffusers():
     """conv_in_kernel / conv_out_kernel other than 3 (diffusers config keys a user's model may
     set): padding (k - 1) / 2 on both sides, as diffusers pads."""
+    config = {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 2,
+              "cross_attention_dim": 8, "norm_num_groups": 8, "sample_size": 16,
+              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+              "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+              "conv_in_kernel": 5, "conv_out_kernel": 11}
+    error, _, params = _random_unet_against_diffusers(config, [999, 10], context_len=5, seed=4)
+    assert params["conv_out"]["kernel"].shape == (11, 11, 16, 4)
+    print(f"wide-conv UNet relative L2 error: {error:.2e}")
+    assert error < RTOL
+
+
+def _random_unet_against_diffusers(config: dict, timesteps: list[int], context_len: int,
+                                   seed: int) -> tuple[float, int, dict]:
+    """(relative L2 error, diffusers' parameter count, converted params) of jaxgen's UNet
+    against diffusers' on the same random weights and a random 16x16 latent."""
     from diffusers import UNet2DConditionModel
 
     from jaxgen.models import UNet2DConditionModel as FlaxUNet
@@ -145,28 +138,23 @@ def test_unet_with_wide_conv_in_and_out_matches_diffusers():
     from jaxgen.weights.convert import torch_to_flax
     from jaxgen.weights.model_dir import param_shapes
 
-    config = {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 2,
-              "cross_attention_dim": 8, "norm_num_groups": 8, "sample_size": 16,
-              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-              "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-              "conv_in_kernel": 5, "conv_out_kernel": 11}
     torch.manual_seed(0)
     ref_unet = UNet2DConditionModel(**config).eval()
+    n_params = sum(p.numel() for p in ref_unet.parameters())
     cfg = UNetConfig.from_dict(config)
     shapes = param_shapes(cfg, _tiny_vae(), _tiny_text())["unet"]
-    assert shapes["conv_out"]["kernel"].shape == (11, 11, 16, 4)
-    params = torch_to_flax({k: v.numpy() for k, v in ref_unet.state_dict().items()}, shapes,
-                           "wide-conv-unet")
-    g = torch.Generator().manual_seed(4)
-    sample = torch.randn(2, 4, 16, 16, generator=g)
-    context = torch.randn(2, 5, 8, generator=g)
+    state = {k: v.numpy() for k, v in ref_unet.state_dict().items()}
+    params = torch_to_flax(state, shapes, "random-unet")
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(len(timesteps), cfg.in_channels, 16, 16, generator=g)
+    context = torch.randn(len(timesteps), context_len, cfg.cross_attention_dim, generator=g)
     with torch.no_grad():
-        ref = ref_unet(sample, torch.tensor([999, 10]), encoder_hidden_states=context).sample
-    ours = FlaxUNet(cfg).apply({"params": params}, jnp.asarray(nhwc(sample)),
-                               jnp.array([999, 10]), jnp.asarray(context.numpy()))
-    error = rel_l2(ours, nhwc(ref))
-    print(f"wide-conv UNet relative L2 error: {error:.2e}")
-    assert error < RTOL
+        ref = ref_unet(sample, torch.tensor(timesteps), encoder_hidden_states=context).sample
+    del ref_unet, state  # the SD 1.5 weights twice over would be 7 GB
+    ours = jax.jit(FlaxUNet(cfg).apply)({"params": params}, jnp.asarray(nhwc(sample)),
+                                         jnp.array(timesteps), jnp.asarray(context.numpy()))
+    return rel_l2(ours, nhwc(ref)), n_params, params
+
 
 def _tiny_vae():
     from jaxgen.models import VAEConfig
