@@ -27,8 +27,19 @@ from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, parse_caption, sample_scene
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig
-from jaxgen.train.data import ShapesData, shapes_batch, training_caption, write_shapes_tokenizer
-from jaxgen.train.diffusion import diffusion_loss_fn, diffusion_targets, init_denoiser
+from jaxgen.train.data import (
+    ShapesData,
+    shapes_batch,
+    tokenize_prompts,
+    training_caption,
+    write_shapes_tokenizer,
+)
+from jaxgen.train.diffusion import (
+    ZEROED_AT_INIT,
+    diffusion_loss_fn,
+    diffusion_targets,
+    init_denoiser,
+)
 from jaxgen.train.export import export_model
 from jaxgen.train.loop import MetricsLog, data_mesh, make_train_step, run_training, shard_train_step
 from jaxgen.train.stages import UNetStage, VAEStage, calibrated_vae, run_vae_stage
@@ -262,3 +273,39 @@ def test_stage_yaml_rejects_unknown_keys(tmp_path):
                    .replace("train:", "train:\n  stpes: 3", 1))
     with pytest.raises(ValueError, match=r"train: unknown keys \['stpes'\]"):
         VAEStage.from_yaml(bad)
+
+
+def test_zero_outputs_init_zeroes_the_residual_branch_ends_and_nothing_else(tiny):
+    unet, text = UNet2DConditionModel(TINY_UNET), CLIPTextModel(tiny.text_config)
+    default = init_denoiser(unet, text, 0, 16)
+    zeroed = init_denoiser(unet, text, 0, 16, zero_outputs=True)
+    assert jax.tree.all(jax.tree.map(np.array_equal, default["text_encoder"],
+                                     zeroed["text_encoder"]))
+    flat_default = dict(jax.tree_util.tree_flatten_with_path(default["unet"])[0])
+    names = set()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(zeroed["unet"])[0]:
+        keys = {str(k.key) for k in path}
+        if keys & set(ZEROED_AT_INIT):
+            names |= keys & set(ZEROED_AT_INIT)
+            assert not np.any(leaf), jax.tree_util.keystr(path)
+        else:
+            assert np.array_equal(leaf, flat_default[path]), jax.tree_util.keystr(path)
+    assert names == set(ZEROED_AT_INIT)  # each kind of layer exists in the tiny UNet
+    # conv_out starts at zero, so the untrained UNet predicts exactly zero
+    ids = tokenize_prompts(tiny.tokenizer, ["a small red circle on a white background"])
+    context, _ = text.apply({"params": zeroed["text_encoder"]}, ids)
+    latents = jax.random.normal(jax.random.key(0), (1, 16, 16, TINY_UNET.in_channels))
+    out = unet.apply({"params": zeroed["unet"]}, latents, jnp.array([500]), context)
+    assert not np.any(np.asarray(out))
+
+
+def test_stage_yaml_init_section_reads_and_rejects_non_booleans(tiny, tmp_path):
+    base = (ROOT / "configs/train/shapes_unet.yaml").read_text()
+    assert not UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml",
+                                   tiny.tokenizer).init.zero_outputs
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(base + "init:\n  zero_outputs: true\n")
+    assert UNetStage.from_yaml(good, tiny.tokenizer).init.zero_outputs
+    bad.write_text(base + "init:\n  zero_outputs: 1\n")
+    with pytest.raises(ValueError, match=r"init zero_outputs=1: must be true or false"):
+        UNetStage.from_yaml(bad, tiny.tokenizer)

@@ -63,18 +63,32 @@ class VAEStage:
 
 
 @dataclasses.dataclass(frozen=True)
+class DenoiserInit:
+    """How stage 2 draws its first parameters (the `init` section)."""
+
+    # Zero each residual branch's last layer and conv_out, as Latent Diffusion does
+    # (jaxgen.train.diffusion.zero_residual_outputs); false: flax's default init throughout.
+    zero_outputs: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.zero_outputs, bool):
+            raise ValueError(f"init zero_outputs={self.zero_outputs!r}: must be true or false")
+
+
+@dataclasses.dataclass(frozen=True)
 class UNetStage:
     unet: UNetConfig
     text_encoder: CLIPTextConfig
     schedule: SchedulerConfig
     data: ShapesData
     train: TrainConfig
+    init: DenoiserInit = DenoiserInit()
 
     @classmethod
     def from_yaml(cls, path: str | Path, tokenizer: Any) -> UNetStage:
         """Read a stage YAML; the text encoder's vocabulary and length come from `tokenizer`."""
         raw, src = read_yaml(path), str(path)
-        _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train"}, src)
+        _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train", "init"}, src)
         text = dict(raw.get("text_encoder") or {}, vocab_size=len(tokenizer),
                     eos_token_id=tokenizer.eos_token_id,
                     max_position_embeddings=tokenizer.model_max_length)
@@ -82,7 +96,8 @@ class UNetStage:
                    text_encoder=CLIPTextConfig.from_dict(text, f"{src}: text_encoder"),
                    schedule=SchedulerConfig.from_dict(raw.get("scheduler") or {}),
                    data=from_section(ShapesData, raw.get("data"), f"{src}: data"),
-                   train=from_section(TrainConfig, raw.get("train"), f"{src}: train"))
+                   train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
+                   init=from_section(DenoiserInit, raw.get("init"), f"{src}: init"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +156,7 @@ def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tok
     unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
                        CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
     latent_size = IMAGE_SIZE // vae_config.downscale
-    params = init_denoiser(unet, text, cfg.seed, latent_size)
+    params = init_denoiser(unet, text, cfg.seed, latent_size, stage.init.zero_outputs)
     state = create_state(params, cfg, frozen={"vae": jax.tree.map(np.asarray, vae_params)})
     loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor)
     return _run(state, loss, lambda s: shapes_batch(stage.data, s, cfg.batch_size, tokenizer),
