@@ -26,6 +26,7 @@ import argparse
 import time
 
 import numpy as np
+from probe_position import spread  # scripts/ is on sys.path when run as a script
 
 FAMILIES = ("position", "position-colour", "one-object", "all")
 PROBE_COLOURS = ("red", "blue", "green", "black")
@@ -166,13 +167,6 @@ def main() -> None:
             print(f"step {step + 1} loss {float(loss):.4f} grad norm: unet "
                   f"{float(norms['unet']):.3f} text {float(norms['text_encoder']):.4f} | "
                   f"{probe(params)} | {time.time() - start:.0f} s", flush=True)
-
-
-def spread(x0) -> float:
-    """Mean distance of the estimates from their mean, relative to their mean norm."""
-    x = np.asarray(x0, np.float64).reshape(len(x0), -1)
-    return float(np.linalg.norm(x - x.mean(axis=0), axis=1).mean()
-                 / np.linalg.norm(x, axis=1).mean())
 
 
 if __name__ == "__main__":
