@@ -55,7 +55,7 @@ def main() -> None:
     from jaxgen.default_model import default_model_path
     from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
     from jaxgen.schedulers import SchedulerConfig
-    from jaxgen.schedulers.tables import alphas_cumprod
+    from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
     from jaxgen.shapes import (
         COLOURS,
         POSITIONS,
@@ -99,6 +99,7 @@ def main() -> None:
 
     params = init_denoiser(unet, text, 0, model.unet.sample_size, args.zero_outputs)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, 50, max(args.steps, 100))
+
     def group(path, _) -> str:
         keys = [str(getattr(k, "key", k)) for k in path]
         return "qk" if "attn2" in keys and keys[-2] in ("to_q", "to_k") else "rest"
@@ -132,9 +133,7 @@ def main() -> None:
     def x0_at_999(params, ids, noise):
         context, _ = text.apply({"params": params["text_encoder"]}, ids)
         out = unet.apply({"params": params["unet"]}, noise, jnp.full((ids.shape[0],), 999), context)
-        alpha, sigma = jnp.sqrt(acp[999]), jnp.sqrt(1 - acp[999])
-        return alpha * noise - sigma * out if prediction == "v_prediction" else (
-            (noise - sigma * out) / alpha)
+        return predict_x0(prediction, out, noise, jnp.sqrt(acp[999]), jnp.sqrt(1 - acp[999]))
 
     probe_ids = tokenize_prompts(model.tokenizer, [
         f"a large {c} square {POSITION_AT[pos]} on a white background"

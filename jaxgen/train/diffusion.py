@@ -55,8 +55,7 @@ def zero_residual_outputs(unet_params: dict) -> dict:
     branches at zero, each block enters the output only as it learns something useful; in
     short runs on restricted scenes the caption's gradient then stays alive. In the first
     2400 steps of the full shapes recipe it was no better, so the shipped config keeps flax's
-    init
-    (docs/default-model.md, "Why the caption is learned late").
+    init (docs/default-model.md, "Why the caption is learned late").
     """
     def init(path: tuple, leaf):
         names = {str(getattr(k, "key", k)) for k in path}
