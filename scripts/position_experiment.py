@@ -17,7 +17,11 @@ Families: `position` (a large red square on white; only the position varies), `p
 (its colour varies too), `one-object` (every attribute of one object and the background
 varies), `all` (the training distribution, one or two objects). Only the single-object
 templates given by --templates are used for one-object scenes (`all` uses the training ones).
-Each step's batch is a function of the step, as in `jaxgen train`.
+Each step's batch is a function of the step, as in `jaxgen train`. With --init-from-model it
+fine-tunes the model's own text encoder + UNet instead (how stage 3, layout, was chosen):
+
+    python scripts/position_experiment.py --init-from-model --family all --t-min 950 \
+        --lr 3e-4 --steps 1000
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     p.add_argument("--qk-lr-scale", type=float, default=1.0,
                    help="learning-rate multiplier for the cross-attention to_q/to_k")
     p.add_argument("--model", default=None, help="VAE, tokenizer and configs (default model)")
+    p.add_argument("--init-from-model", action="store_true",
+                   help="fine-tune the model's own UNet and text encoder instead of a fresh init")
     args = p.parse_args()
 
     import jax
@@ -97,7 +103,12 @@ def main() -> None:
         images = np.stack([render(s) for s in scenes]).astype(np.float32) / 127.5 - 1.0
         return images, tokenize_prompts(model.tokenizer, captions)
 
-    params = init_denoiser(unet, text, 0, model.unet.sample_size, args.zero_outputs)
+    if args.init_from_model:
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
+                              {"unet": model.params["unet"],
+                               "text_encoder": model.params["text_encoder"]})
+    else:
+        params = init_denoiser(unet, text, 0, model.unet.sample_size, args.zero_outputs)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, 50, max(args.steps, 100))
 
     def group(path, _) -> str:

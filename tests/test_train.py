@@ -36,13 +36,20 @@ from jaxgen.train.data import (
 )
 from jaxgen.train.diffusion import (
     ZEROED_AT_INIT,
+    Timesteps,
     diffusion_loss_fn,
     diffusion_targets,
     init_denoiser,
 )
 from jaxgen.train.export import export_model
 from jaxgen.train.loop import MetricsLog, data_mesh, make_train_step, run_training, shard_train_step
-from jaxgen.train.stages import UNetStage, VAEStage, calibrated_vae, run_vae_stage
+from jaxgen.train.stages import (
+    UNetStage,
+    VAEStage,
+    calibrated_vae,
+    run_unet_stage,
+    run_vae_stage,
+)
 from jaxgen.train.state import create_state
 from jaxgen.train.vae import VAELoss, init_vae
 
@@ -309,3 +316,50 @@ def test_stage_yaml_init_section_reads_and_rejects_non_booleans(tiny, tmp_path):
     bad.write_text(base + "init:\n  zero_outputs: 1\n")
     with pytest.raises(ValueError, match=r"init zero_outputs=1: must be true or false"):
         UNetStage.from_yaml(bad, tiny.tokenizer)
+
+
+def test_timesteps_default_is_the_plain_uniform_draw_and_high_noise_gets_its_share():
+    key = jax.random.key(3)
+    # fraction 0 keeps stage 2's draw exactly, so the shipped run stays reproducible
+    assert np.array_equal(Timesteps().sample(key, 64, 1000),
+                          jax.random.randint(key, (64,), 0, 1000))
+    t = np.asarray(Timesteps(high_noise_fraction=0.5, high_noise_from=900).sample(key, 8192, 1000))
+    assert t.min() >= 0 and t.max() <= 999
+    # half drawn from [900, 1000), half uniform (a tenth of which also lands there): 0.55
+    assert abs(np.mean(t >= 900) - 0.55) < 0.02, np.mean(t >= 900)
+    assert abs(np.mean(t < 450) - 0.225) < 0.02, np.mean(t < 450)
+    with pytest.raises(ValueError, match=r"timesteps high_noise_fraction=1.5: must be in"):
+        Timesteps(high_noise_fraction=1.5)
+    with pytest.raises(ValueError, match=r"high_noise_from=1000: must be below the scheduler"):
+        diffusion_loss_fn(None, None, None, SCHEDULE, 1.0, Timesteps(0.5, 1000))
+
+
+def test_layout_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, tmp_path):
+    stage2 = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
+    assert stage2.timesteps == Timesteps()  # stage 2 draws uniformly
+    layout = stage2.continued(ROOT / "configs/train/shapes_unet_layout.yaml")
+    assert layout.unet == stage2.unet and layout.text_encoder == stage2.text_encoder
+    assert layout.schedule == stage2.schedule and layout.data == stage2.data
+    assert layout.timesteps.high_noise_fraction > 0
+    assert layout.train.learning_rate < stage2.train.learning_rate
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
+    with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
+        stage2.continued(bad)
+
+
+def test_continued_stage_starts_from_the_given_weights(tiny, uninterrupted, tmp_path):
+    # learning rate 0: one step must leave the start weights exactly as they were
+    still = TrainConfig(steps=1, batch_size=8, learning_rate=0.0, warmup_steps=0, log_every=1)
+    stage = UNetStage(TINY_UNET, tiny.text_config, SCHEDULE, DATA, still,
+                      timesteps=Timesteps(0.5, 900))
+    start = jax.tree.map(np.asarray, uninterrupted.state.ema_params)
+    result = run_unet_stage(stage, tiny.vae_config, tiny.vae_params, tiny.tokenizer, tmp_path,
+                            mesh=two_device_mesh(), compiler_options=FAST_COMPILE,
+                            progress=False, start_params=start, first_batch=TRAIN.steps)
+    assert result.finished and int(result.state.step) == 1
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.array_equal(a, np.asarray(b)), start,
+                                     result.state.params))
+    fresh = tiny.fresh_state().params
+    assert not np.array_equal(np.asarray(fresh["unet"]["conv_in"]["kernel"]),
+                              start["unet"]["conv_in"]["kernel"])

@@ -32,10 +32,14 @@ TINY = {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
+    "shapes_unet_layout.yaml": {
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
 }
 
 
-def _tiny_configs(tmp: Path) -> tuple[Path, Path]:
+def _tiny_configs(tmp: Path) -> list[Path]:
     paths = []
     for name, edits in TINY.items():
         raw = yaml.safe_load((ROOT / "configs/train" / name).read_text())
@@ -44,15 +48,16 @@ def _tiny_configs(tmp: Path) -> tuple[Path, Path]:
         path = tmp / name
         path.write_text(yaml.safe_dump(raw))
         paths.append(path)
-    return paths[0], paths[1]
+    return paths
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train-cli")
-    vae, unet = _tiny_configs(tmp)
+    vae, unet, layout = _tiny_configs(tmp)
     args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
-            "--unet-config", str(unet), "--eval-prompts", "4", "--skip-eval"]
+            "--unet-config", str(unet), "--layout-config", str(layout), "--eval-prompts", "4",
+            "--skip-eval"]
     # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
     assert main([*args, "--minutes", "0"]) == UNFINISHED
     report = json.loads((tmp / "run/report.json").read_text())
@@ -62,9 +67,10 @@ def trained(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
-def test_train_command_resumes_trains_both_stages_and_exports(trained):
+def test_train_command_resumes_trains_all_three_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["vae"]["step"] == 2 and report["unet"]["step"] == 2
+    assert report["layout"]["step"] == 2 and report["layout"]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
     assert (trained / "model/model_index.json").is_file()
@@ -74,8 +80,9 @@ def test_train_command_resumes_trains_both_stages_and_exports(trained):
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    metrics = (trained / "unet/metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in metrics][-1] == 2
+    for stage in ("unet", "layout"):
+        metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in metrics][-1] == 2
 
 
 @pytest.mark.parametrize("engine", ["jaxgen", "diffusers"])

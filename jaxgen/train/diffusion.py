@@ -6,6 +6,8 @@ The noise schedule is the one the samplers read back from the exported scheduler
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +27,35 @@ def diffusion_targets(prediction_type: str, latents: jax.Array, noise: jax.Array
     if prediction_type == "v_prediction":  # Salimans & Ho 2022
         return alpha * noise - sigma * latents
     return noise
+
+
+@dataclasses.dataclass(frozen=True)
+class Timesteps:
+    """Which timesteps training draws (a stage YAML's `timesteps` section).
+
+    Uniform over [0, T) by default. With `high_noise_fraction` > 0 each example is drawn from
+    [high_noise_from, T) with that probability instead: the highest noise levels are where the
+    sampler's first steps decide the layout from the caption alone, and a uniform draw gives
+    them a few percent of the training (docs/default-model.md, "Where position fails").
+    """
+
+    high_noise_fraction: float = 0.0
+    high_noise_from: int = 950
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.high_noise_fraction <= 1:
+            raise ValueError(f"timesteps high_noise_fraction={self.high_noise_fraction!r}: "
+                             f"must be in [0, 1]")
+        if not 0 <= self.high_noise_from:
+            raise ValueError(f"timesteps high_noise_from={self.high_noise_from!r}: must be >= 0")
+
+    def sample(self, key: jax.Array, batch: int, num_train_timesteps: int) -> jax.Array:
+        if self.high_noise_fraction == 0:  # the plain draw, as the shipped stage 2 made it
+            return jax.random.randint(key, (batch,), 0, num_train_timesteps)
+        k_any, k_high, k_pick = jax.random.split(key, 3)
+        high = jax.random.randint(k_high, (batch,), self.high_noise_from, num_train_timesteps)
+        pick = jax.random.bernoulli(k_pick, self.high_noise_fraction, (batch,))
+        return jnp.where(pick, high, jax.random.randint(k_any, (batch,), 0, num_train_timesteps))
 
 
 def init_denoiser(unet: UNet2DConditionModel, text: CLIPTextModel, seed: int,
@@ -65,7 +96,8 @@ def zero_residual_outputs(unet_params: dict) -> dict:
 
 
 def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: AutoencoderKL,
-                      schedule: SchedulerConfig, scaling_factor: float) -> LossFn:
+                      schedule: SchedulerConfig, scaling_factor: float,
+                      timesteps: Timesteps = Timesteps()) -> LossFn:
     """loss(params, frozen, batch, key): params = {unet, text_encoder}, frozen = {vae}.
 
     batch["images"] in [-1, 1] and batch["input_ids"]; latents are sampled from the frozen
@@ -76,6 +108,9 @@ def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: Auto
     if schedule.prediction_type not in TRAINABLE_PREDICTIONS:
         raise ValueError(f"scheduler prediction_type={schedule.prediction_type!r}: training "
                          f"supports {' or '.join(TRAINABLE_PREDICTIONS)}")
+    if timesteps.high_noise_from >= n_train:
+        raise ValueError(f"timesteps high_noise_from={timesteps.high_noise_from}: must be below "
+                         f"the scheduler's num_train_timesteps={n_train}")
 
     def loss(params, frozen, batch, key):
         k_post, k_t, k_noise = jax.random.split(key, 3)
@@ -83,7 +118,7 @@ def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: Auto
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_post, mean.shape, mean.dtype)
         x0 = jax.lax.stop_gradient(z.astype(jnp.float32)) * scaling_factor
         b = x0.shape[0]
-        t = jax.random.randint(k_t, (b,), 0, n_train)
+        t = timesteps.sample(k_t, b, n_train)
         noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
         alpha = jnp.sqrt(acp[t])[:, None, None, None]
         sigma = jnp.sqrt(1.0 - acp[t])[:, None, None, None]

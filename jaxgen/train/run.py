@@ -1,10 +1,12 @@
-"""`jaxgen train`: the shapes model from scratch, VAE then text encoder + UNet, then export + eval.
+"""`jaxgen train`: the shapes model from scratch, VAE, text encoder + UNet, layout; export + eval.
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stage 1 is finished (its latents must not change under it); export and evaluation run
-once stage 2 is finished (or with export_unfinished). Everything lands in `work_dir`:
-checkpoints, metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
+only once stage 1 is finished (its latents must not change under it), stage 3 (layout: stage 2's
+weights trained on at high noise) once stage 2 is; export and evaluation run once the last stage
+is finished (or with export_unfinished, on the weights of the stage that stopped). Everything
+lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
+contact sheet).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ class TrainOptions:
     work_dir: Path = Path("runs/shapes-default")
     vae_config: Path = Path("configs/train/shapes_vae.yaml")
     unet_config: Path = Path("configs/train/shapes_unet.yaml")
+    # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
+    layout_config: Path | None = Path("configs/train/shapes_unet_layout.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
     vae_steps: int | None = None  # override the configs' steps
     unet_steps: int | None = None
+    layout_steps: int | None = None
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
@@ -36,7 +41,7 @@ class TrainOptions:
 
 
 def train_shapes_model(options: TrainOptions) -> int:
-    """Run (or continue) both stages; returns 0 when exported, UNFINISHED otherwise."""
+    """Run (or continue) every stage; returns 0 when exported, UNFINISHED otherwise."""
     from transformers import CLIPTokenizer
 
     from jaxgen.eval.run import EvalSettings, evaluate_model, summary
@@ -51,7 +56,8 @@ def train_shapes_model(options: TrainOptions) -> int:
         run_vae_stage,
     )
 
-    for path in (options.vae_config, options.unet_config):
+    configs = (options.vae_config, options.unet_config, options.layout_config)
+    for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
     work = Path(options.work_dir)
@@ -62,8 +68,14 @@ def train_shapes_model(options: TrainOptions) -> int:
     unet_stage = UNetStage.from_yaml(options.unet_config, tokenizer)
     unet_stage = dataclasses.replace(unet_stage,
                                      train=_with_steps(unet_stage.train, options.unet_steps))
+    layout_stage = None
+    if options.layout_config is not None:
+        layout_stage = unet_stage.continued(options.layout_config)
+        layout_stage = dataclasses.replace(
+            layout_stage, train=_with_steps(layout_stage.train, options.layout_steps))
     report: dict = {"configs": {"vae": str(options.vae_config),
-                                "unet": str(options.unet_config)}}
+                                "unet": str(options.unet_config),
+                                "layout": str(options.layout_config)}}
 
     vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data, minutes=options.minutes)
     report["vae"] = _stage_report(vae)
@@ -86,6 +98,16 @@ def train_shapes_model(options: TrainOptions) -> int:
     if not unet.finished and not options.export_unfinished:
         print("stage 2 (UNet) not finished: rerun the same command to continue")
         return _write_report(work, report, UNFINISHED)
+    if unet.finished and layout_stage is not None:
+        # New scenes: stage 3's step s trains on the batch after stage 2's last.
+        unet = run_unet_stage(layout_stage, vae_config, vae.params, tokenizer, work / "layout",
+                              minutes=options.minutes, start_params=unet.params,
+                              first_batch=unet_stage.train.steps, desc="layout")
+        report["layout"] = _stage_report(unet)
+        _print_stage("layout", unet)
+        if not unet.finished and not options.export_unfinished:
+            print("stage 3 (layout) not finished: rerun the same command to continue")
+            return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
     model = export_model(

@@ -1,8 +1,10 @@
-"""The default shapes model's two training stages, as `jaxgen train` runs them.
+"""The default shapes model's training stages, as `jaxgen train` runs them.
 
 Stage 1 trains the VAE. Stage 2 trains the text encoder and UNet together on latents of the
-frozen stage-1 VAE (its EMA weights). Each stage lives in its own work directory (orbax
-checkpoints + metrics.jsonl) and resumes from its latest checkpoint when run again.
+frozen stage-1 VAE (its EMA weights). Stage 3 (layout) trains stage 2's EMA weights on with its
+own optimiser and timestep draw, weighted toward the highest noise levels. Each stage lives in
+its own work directory (orbax checkpoints + metrics.jsonl) and resumes from its latest
+checkpoint when run again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from jaxgen.shapes import IMAGE_SIZE
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig, from_section, read_yaml
 from jaxgen.train.data import ShapesData, images_batch, shapes_batch
-from jaxgen.train.diffusion import diffusion_loss_fn, init_denoiser
+from jaxgen.train.diffusion import Timesteps, diffusion_loss_fn, init_denoiser
 from jaxgen.train.loop import (
     MetricsLog,
     RunSummary,
@@ -83,12 +85,14 @@ class UNetStage:
     data: ShapesData
     train: TrainConfig
     init: DenoiserInit = DenoiserInit()
+    timesteps: Timesteps = Timesteps()
 
     @classmethod
     def from_yaml(cls, path: str | Path, tokenizer: Any) -> UNetStage:
         """Read a stage YAML; the text encoder's vocabulary and length come from `tokenizer`."""
         raw, src = read_yaml(path), str(path)
-        _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train", "init"}, src)
+        _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train", "init",
+                              "timesteps"}, src)
         text = dict(raw.get("text_encoder") or {}, vocab_size=len(tokenizer),
                     eos_token_id=tokenizer.eos_token_id,
                     max_position_embeddings=tokenizer.model_max_length)
@@ -97,7 +101,20 @@ class UNetStage:
                    schedule=SchedulerConfig.from_dict(raw.get("scheduler") or {}),
                    data=from_section(ShapesData, raw.get("data"), f"{src}: data"),
                    train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
-                   init=from_section(DenoiserInit, raw.get("init"), f"{src}: init"))
+                   init=from_section(DenoiserInit, raw.get("init"), f"{src}: init"),
+                   timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
+
+    def continued(self, path: str | Path) -> UNetStage:
+        """This stage with the `train` and `timesteps` of a continuation YAML (stage 3).
+
+        The models, scheduler and data stay this stage's: a continuation trains the same
+        weights on, so only how it trains may differ.
+        """
+        raw, src = read_yaml(path), str(path)
+        _check_sections(raw, {"train", "timesteps"}, src)
+        return dataclasses.replace(
+            self, train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
+            timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,15 +166,25 @@ def calibrated_vae(vae_config: VAEConfig, vae_params: Any) -> VAEConfig:
 def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tokenizer: Any,
                    work_dir: str | Path, *, minutes: float | None = None,
                    mesh: Mesh | None = None, compiler_options: dict | None = None,
-                   progress: bool = True) -> StageResult:
-    """Train text encoder + UNet; `vae_config.scaling_factor` must already be calibrated."""
+                   progress: bool = True, start_params: Any = None, first_batch: int = 0,
+                   desc: str = "unet") -> StageResult:
+    """Train text encoder + UNet; `vae_config.scaling_factor` must already be calibrated.
+
+    start_params: {unet, text_encoder} to train on (stage 3) instead of a fresh init.
+    first_batch: step s trains on batch s + first_batch, so a continuation sees new scenes.
+    """
     cfg = stage.train
     dtype = cfg.compute_dtype()
     unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
                        CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
     latent_size = IMAGE_SIZE // vae_config.downscale
-    params = init_denoiser(unet, text, cfg.seed, latent_size, stage.init.zero_outputs)
+    if start_params is None:
+        params = init_denoiser(unet, text, cfg.seed, latent_size, stage.init.zero_outputs)
+    else:
+        params = jax.tree.map(lambda a: np.asarray(a, np.float32), start_params)
     state = create_state(params, cfg, frozen={"vae": jax.tree.map(np.asarray, vae_params)})
-    loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor)
-    return _run(state, loss, lambda s: shapes_batch(stage.data, s, cfg.batch_size, tokenizer),
-                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, "unet")
+    loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor,
+                             stage.timesteps)
+    return _run(state, loss,
+                lambda s: shapes_batch(stage.data, s + first_batch, cfg.batch_size, tokenizer),
+                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, desc)
