@@ -85,6 +85,25 @@ def test_train_command_resumes_trains_all_three_stages_and_exports(trained):
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
 
 
+def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trained):
+    # Same initial noise: the engines' images, and so their ShapesEval scores, differ only by
+    # what the two implementations compute.
+    from jaxgen.eval.diffusers_peer import diffusers_generator
+    from jaxgen.eval.shapes_eval import model_generator
+
+    prompts = ["a large red circle on a white background", "a small blue square left of a "
+               "green triangle on a black background"]
+    seeds = np.array([7, 2**40 + 3])
+    model = load_model(trained / "model")
+    ours = model_generator(model, guidance=3.0, steps=3, batch_size=2)(prompts, seeds)
+    theirs = diffusers_generator(trained / "model", guidance=3.0, steps=3,
+                                 batch_size=2)(prompts, seeds)
+    diff = np.abs(ours.astype(np.int32) - theirs.astype(np.int32))
+    assert diff.max() <= 2, f"jaxgen and diffusers differ by {diff.max()}/255"
+    other = model_generator(model, guidance=3.0, steps=3, batch_size=2)(prompts, seeds + 1)
+    assert np.abs(ours.astype(np.int32) - other.astype(np.int32)).max() > 2  # noise matters
+
+
 @pytest.mark.parametrize("engine", ["jaxgen", "diffusers"])
 def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engine, capsys):
     out = tmp_path / engine

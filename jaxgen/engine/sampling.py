@@ -47,6 +47,19 @@ def _item_keys(ids: jax.Array) -> jax.Array:
     return jax.vmap(one)(ids)
 
 
+def _noise(keys: jax.Array, step: int | jax.Array, latent_shape: tuple[int, ...]) -> jax.Array:
+    draw = lambda k: jax.random.normal(jax.random.fold_in(k, step), latent_shape)  # noqa: E731
+    return jax.vmap(draw)(keys)
+
+
+def initial_noise(ids: np.ndarray, latent_shape: tuple[int, int, int]) -> np.ndarray:
+    """The unit-variance initial latents [B, h, w, c] the sampling fn draws for noise `ids`.
+
+    For other implementations to start from the very same noise (the diffusers peer).
+    """
+    return np.asarray(_noise(_item_keys(jnp.asarray(ids)), 0, tuple(latent_shape)))
+
+
 def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec, dtype: Any = jnp.float32,
                       attention: str | None = None) -> Callable[..., jax.Array]:
     """fn(params, cond_ids, uncond_ids, ids, guidance, init_latents=None) -> uint8 [B,H,W,3].
@@ -65,8 +78,7 @@ def build_sampling_fn(model: DiffusionModel, spec: SamplingSpec, dtype: Any = jn
     scaling = model.vae.scaling_factor
 
     def noise(keys: jax.Array, step: int | jax.Array) -> jax.Array:
-        draw = lambda k: jax.random.normal(jax.random.fold_in(k, step), latent_shape)  # noqa: E731
-        return jax.vmap(draw)(keys)
+        return _noise(keys, step, latent_shape)
 
     def fn(params, cond_ids, uncond_ids, ids, guidance, init_latents=None):
         keys = _item_keys(ids)
