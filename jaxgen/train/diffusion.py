@@ -47,7 +47,7 @@ class Timesteps:
         if not 0 <= self.high_noise_fraction <= 1:
             raise ValueError(f"timesteps high_noise_fraction={self.high_noise_fraction!r}: "
                              f"must be in [0, 1]")
-        if not 0 <= self.high_noise_from:
+        if self.high_noise_from < 0:
             raise ValueError(f"timesteps high_noise_from={self.high_noise_from!r}: must be >= 0")
 
     def sample(self, key: jax.Array, batch: int, num_train_timesteps: int) -> jax.Array:

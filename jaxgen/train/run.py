@@ -75,7 +75,7 @@ def train_shapes_model(options: TrainOptions) -> int:
             layout_stage, train=_with_steps(layout_stage.train, options.layout_steps))
     report: dict = {"configs": {"vae": str(options.vae_config),
                                 "unet": str(options.unet_config),
-                                "layout": str(options.layout_config)}}
+                                "layout": options.layout_config and str(options.layout_config)}}
 
     vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data, minutes=options.minutes)
     report["vae"] = _stage_report(vae)
