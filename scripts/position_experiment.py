@@ -15,7 +15,12 @@ and every --every steps prints:
 
 Families: `position` (a large red square on white; only the position varies), `position-colour`
 (its colour varies too), `one-object` (every attribute of one object and the background
-varies), `all` (the training distribution, one or two objects). Only the single-object
+varies), `all` (the training distribution, one or two objects), `relation` (a large red and a
+large blue square on white in one row or column; only the relation and which is named first
+vary, so the layout comes from "left of" / "above" alone). For `relation` the probe asks
+"a large <a> square <relation> a large <b> square on a white background" (4 relations x 2
+colour orders x 4 noises): a hit when the estimate's red and blue centroids lie in the asked
+orientation and order (chance about 1/4). Only the single-object
 templates given by --templates are used for one-object scenes (`all` uses the training ones).
 Each step's batch is a function of the step, as in `jaxgen train`. With --init-from-model it
 fine-tunes the model's own text encoder + UNet instead (how stage 3, layout, was chosen):
@@ -32,7 +37,7 @@ import time
 import numpy as np
 from probe_position import spread  # scripts/ is on sys.path when run as a script
 
-FAMILIES = ("position", "position-colour", "one-object", "all")
+FAMILIES = ("position", "position-colour", "one-object", "all", "relation")
 PROBE_COLOURS = ("red", "blue", "green", "black")
 
 
@@ -72,6 +77,7 @@ def main() -> None:
         sample_scene,
     )
     from jaxgen.shapes.captions import POSITION_AT
+    from jaxgen.shapes.scene import RELATIONS, cell_position
     from jaxgen.train.data import ShapesData, shapes_batch, tokenize_prompts
     from jaxgen.train.diffusion import diffusion_targets, init_denoiser
     from jaxgen.weights.model_dir import load_model
@@ -92,16 +98,37 @@ def main() -> None:
         rng = np.random.default_rng([step, 0x706F73])
         scenes = []
         for _ in range(args.batch_size):
+            if args.family == "relation":
+                scenes.append(relation_scene(rng))
+                continue
             if args.family == "one-object":
                 scenes.append(sample_scene(int(rng.integers(2**31)), num_objects=1))
                 continue
             colour = "red" if args.family == "position" else colours[rng.integers(len(colours))]
             obj = ShapeObject("square", colour, "large", POSITIONS[rng.integers(len(POSITIONS))])
             scenes.append(Scene("white", (obj,), None))
-        captions = [caption(s, rng, template=templates[rng.integers(len(templates))])
-                    for s in scenes]
+        pair_templates = data.train_templates(2)
+        captions = [caption(s, rng, template=(
+            pair_templates[rng.integers(len(pair_templates))] if len(s.objects) == 2
+            else templates[rng.integers(len(templates))])) for s in scenes]
         images = np.stack([render(s) for s in scenes]).astype(np.float32) / 127.5 - 1.0
         return images, tokenize_prompts(model.tokenizer, captions)
+
+    def relation_scene(rng: np.random.Generator, relation: str | None = None,
+                       first: str | None = None) -> Scene:
+        """Red and blue large squares on white, placed as sample_scene places a pair."""
+        relation = relation or RELATIONS[rng.integers(len(RELATIONS))]
+        first = first or ("red", "blue")[rng.integers(2)]
+        second = "blue" if first == "red" else "red"
+        line = int(rng.integers(3))
+        a, b = sorted(int(i) for i in rng.choice(3, size=2, replace=False))
+        if relation in ("right of", "below"):
+            a, b = b, a
+        cells = ((cell_position(line, a), cell_position(line, b))
+                 if relation in ("left of", "right of")
+                 else (cell_position(a, line), cell_position(b, line)))
+        return Scene("white", (ShapeObject("square", first, "large", cells[0]),
+                               ShapeObject("square", second, "large", cells[1])), relation)
 
     if args.init_from_model:
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
@@ -155,7 +182,34 @@ def main() -> None:
     noises = jax.random.normal(jax.random.key(99), (len(probe_ids), side, side, 4))
     one = jnp.broadcast_to(noises[:1], (9, side, side, 4))
 
+    relation_probes = [(rel, first) for rel in RELATIONS for first in ("red", "blue")] * 4
+    relation_ids = tokenize_prompts(model.tokenizer, [
+        f"a large {first} square {rel} a large {'blue' if first == 'red' else 'red'} square "
+        f"on a white background" for rel, first in relation_probes])
+    relation_noises = jax.random.normal(jax.random.key(98), (len(relation_ids), side, side, 4))
+
+    def relation_probe(params) -> str:
+        x0 = x0_at_999(params, relation_ids, relation_noises)
+        images = np.asarray(vae.apply({"params": vae_params}, x0 / scale, method=vae.decode))
+        hits = 0
+        for image, (rel, first) in zip(images, relation_probes, strict=True):
+            # Weight pixels by red-minus-blue contrast (zero on white): the estimate at t = 999
+            # is a faint average over layouts, nowhere near either colour itself.
+            contrast = image[..., 0] - image[..., 2]
+            centroids = {}
+            for name, w in (("red", np.clip(contrast, 0, None)),
+                            ("blue", np.clip(-contrast, 0, None))):
+                ys, xs = np.indices(w.shape)
+                centroids[name] = (np.array([(w * ys).sum(), (w * xs).sum()])
+                                   / max(w.sum(), 1e-6))
+            dy, dx = centroids[first] - centroids["blue" if first == "red" else "red"]
+            hits += {"left of": dx < -abs(dy), "right of": dx > abs(dy),
+                     "above": dy < -abs(dx), "below": dy > abs(dx)}[rel]
+        return f"relation probe {hits}/{len(relation_probes)}"
+
     def probe(params) -> str:
+        if args.family == "relation":
+            return relation_probe(params)
         x0 = x0_at_999(params, probe_ids, noises)
         images = np.asarray(vae.apply({"params": vae_params}, x0 / scale, method=vae.decode))
         mass = np.linalg.norm(images - 1.0, axis=-1)  # distance from the white background
