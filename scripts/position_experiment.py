@@ -114,11 +114,10 @@ def main() -> None:
         images = np.stack([render(s) for s in scenes]).astype(np.float32) / 127.5 - 1.0
         return images, tokenize_prompts(model.tokenizer, captions)
 
-    def relation_scene(rng: np.random.Generator, relation: str | None = None,
-                       first: str | None = None) -> Scene:
+    def relation_scene(rng: np.random.Generator) -> Scene:
         """Red and blue large squares on white, placed as sample_scene places a pair."""
-        relation = relation or RELATIONS[rng.integers(len(RELATIONS))]
-        first = first or ("red", "blue")[rng.integers(2)]
+        relation = RELATIONS[rng.integers(len(RELATIONS))]
+        first = ("red", "blue")[rng.integers(2)]
         second = "blue" if first == "red" else "red"
         line = int(rng.integers(3))
         a, b = sorted(int(i) for i in rng.choice(3, size=2, replace=False))
