@@ -77,7 +77,7 @@ def main() -> None:
         sample_scene,
     )
     from jaxgen.shapes.captions import POSITION_AT
-    from jaxgen.shapes.scene import RELATIONS, cell_position
+    from jaxgen.shapes.scene import RELATIONS, pair_positions
     from jaxgen.train.data import ShapesData, shapes_batch, tokenize_prompts
     from jaxgen.train.diffusion import diffusion_targets, init_denoiser
     from jaxgen.weights.model_dir import load_model
@@ -119,13 +119,7 @@ def main() -> None:
         relation = RELATIONS[rng.integers(len(RELATIONS))]
         first = ("red", "blue")[rng.integers(2)]
         second = "blue" if first == "red" else "red"
-        line = int(rng.integers(3))
-        a, b = sorted(int(i) for i in rng.choice(3, size=2, replace=False))
-        if relation in ("right of", "below"):
-            a, b = b, a
-        cells = ((cell_position(line, a), cell_position(line, b))
-                 if relation in ("left of", "right of")
-                 else (cell_position(a, line), cell_position(b, line)))
+        cells = pair_positions(rng, relation)
         return Scene("white", (ShapeObject("square", first, "large", cells[0]),
                                ShapeObject("square", second, "large", cells[1])), relation)
 

@@ -133,15 +133,19 @@ def sample_scene(seed: int, num_objects: int | None = None) -> Scene:
         return Scene(background, (obj,), None)
 
     relation = RELATIONS[int(rng.integers(len(RELATIONS)))]
+    pos_a, pos_b = pair_positions(rng, relation)
+    return Scene(background, (random_object(pos_a), random_object(pos_b)), relation)
+
+
+def pair_positions(rng: np.random.Generator, relation: str) -> tuple[str, str]:
+    """Cells for "A <relation> B": a random shared row (left/right) or column (above/below)."""
     line = int(rng.integers(3))  # the shared row or column
     first, second = sorted(int(i) for i in rng.choice(3, size=2, replace=False))
     if relation in ("right of", "below"):
         first, second = second, first
     if relation in ("left of", "right of"):
-        pos_a, pos_b = cell_position(line, first), cell_position(line, second)
-    else:
-        pos_a, pos_b = cell_position(first, line), cell_position(second, line)
-    return Scene(background, (random_object(pos_a), random_object(pos_b)), relation)
+        return cell_position(line, first), cell_position(line, second)
+    return cell_position(first, line), cell_position(second, line)
 
 
 @dataclass(frozen=True)
