@@ -250,6 +250,10 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", type=Path, default=Path("runs/shapes-default"),
                    help="checkpoints, metrics, report.json; rerun to resume")
     p.add_argument("--vae-config", type=Path, default=Path("configs/train/shapes_vae.yaml"))
+    p.add_argument("--text-config", type=Path,
+                   help="stage 0 (e.g. configs/train/shapes_text.yaml): pretrain the text "
+                   "encoder to state each caption's scene, then train the UNet on it frozen; "
+                   "default: the shipped recipe, text encoder and UNet trained together")
     p.add_argument("--unet-config", type=Path, default=Path("configs/train/shapes_unet.yaml"))
     p.add_argument("--layout-config", type=Path,
                    default=Path("configs/train/shapes_unet_layout.yaml"),
@@ -258,6 +262,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
                    help="export stage 2's weights, without stage 3")
     p.add_argument("--minutes", type=float, help="time budget per stage for this invocation")
     p.add_argument("--vae-steps", type=int, help="override the VAE config's steps")
+    p.add_argument("--text-steps", type=int, help="override the text config's steps")
     p.add_argument("--unet-steps", type=int, help="override the UNet config's steps")
     p.add_argument("--layout-steps", type=int, help="override the layout config's steps")
     p.add_argument("--export-dir", type=Path, help="model directory to write "

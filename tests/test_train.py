@@ -363,3 +363,19 @@ def test_continued_stage_starts_from_the_given_weights(tiny, uninterrupted, tmp_
     fresh = tiny.fresh_state().params
     assert not np.array_equal(np.asarray(fresh["unet"]["conv_in"]["kernel"]),
                               start["unet"]["conv_in"]["kernel"])
+
+
+def test_a_pretrained_text_encoder_stays_frozen_while_the_unet_trains(tiny, uninterrupted,
+                                                                       tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=8, learning_rate=1e-2, warmup_steps=0, log_every=1)
+    stage = UNetStage(TINY_UNET, tiny.text_config, SCHEDULE, DATA, cfg)
+    start = jax.tree.map(np.asarray, uninterrupted.state.ema_params)
+    result = run_unet_stage(stage, tiny.vae_config, tiny.vae_params, tiny.tokenizer, tmp_path,
+                            mesh=two_device_mesh(), compiler_options=FAST_COMPILE,
+                            progress=False, start_params=start,
+                            text_params=start["text_encoder"])
+    assert set(result.state.params) == {"unet"}  # no optimiser state for the text encoder
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.array_equal(a, np.asarray(b)),
+                                     start["text_encoder"], result.state.frozen["text_encoder"]))
+    assert not np.array_equal(start["unet"]["conv_in"]["kernel"],
+                              np.asarray(result.state.params["unet"]["conv_in"]["kernel"]))

@@ -22,6 +22,10 @@ TINY = {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
+    "shapes_text.yaml": {
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
     "shapes_unet.yaml": {
         "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8,
                  "cross_attention_dim": 32, "attention_head_dim": 2,
@@ -54,10 +58,10 @@ def _tiny_configs(tmp: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train-cli")
-    vae, unet, layout = _tiny_configs(tmp)
+    vae, text, unet, layout = _tiny_configs(tmp)
     args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
-            "--unet-config", str(unet), "--layout-config", str(layout), "--eval-prompts", "4",
-            "--skip-eval"]
+            "--text-config", str(text), "--unet-config", str(unet), "--layout-config",
+            str(layout), "--eval-prompts", "4", "--skip-eval"]
     # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
     assert main([*args, "--minutes", "0"]) == UNFINISHED
     report = json.loads((tmp / "run/report.json").read_text())
@@ -67,9 +71,10 @@ def trained(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
-def test_train_command_resumes_trains_all_three_stages_and_exports(trained):
+def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
-    assert report["vae"]["step"] == 2 and report["unet"]["step"] == 2
+    assert report["vae"]["step"] == 2 and report["text"]["step"] == 2
+    assert report["unet"]["step"] == 2
     assert report["layout"]["step"] == 2 and report["layout"]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
@@ -80,7 +85,7 @@ def test_train_command_resumes_trains_all_three_stages_and_exports(trained):
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    for stage in ("unet", "layout"):
+    for stage in ("text", "unet", "layout"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
 

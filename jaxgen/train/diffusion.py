@@ -101,6 +101,8 @@ def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: Auto
                       timesteps: Timesteps = Timesteps()) -> LossFn:
     """loss(params, frozen, batch, key): params = {unet, text_encoder}, frozen = {vae}.
 
+    With a pretrained text encoder: params = {unet}, frozen = {vae, text_encoder}.
+
     batch["images"] in [-1, 1] and batch["input_ids"]; latents are sampled from the frozen
     VAE's posterior and multiplied by `scaling_factor`, as the sampler divides them back.
     """
@@ -123,7 +125,9 @@ def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: Auto
         noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
         alpha = jnp.sqrt(acp[t])[:, None, None, None]
         sigma = jnp.sqrt(1.0 - acp[t])[:, None, None, None]
-        context, _ = text.apply({"params": params["text_encoder"]}, batch["input_ids"])
+        # A pretrained text encoder (stage 0) sits in `frozen`; otherwise it trains with the UNet.
+        text_params = params.get("text_encoder", frozen.get("text_encoder"))
+        context, _ = text.apply({"params": text_params}, batch["input_ids"])
         out = unet.apply({"params": params["unet"]}, alpha * x0 + sigma * noise, t, context)
         target = diffusion_targets(schedule.prediction_type, x0, noise, alpha, sigma)
         mse = jnp.square(out.astype(jnp.float32) - target).mean()

@@ -1,8 +1,9 @@
-"""`jaxgen train`: the shapes model from scratch, VAE, text encoder + UNet, layout; export + eval.
+"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, layout; export + eval.
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stage 1 is finished (its latents must not change under it), stage 3 (layout: stage 2's
+only once stages 1 and 0 are finished (its latents and its caption states must not change under
+it), stage 3 (layout: stage 2's
 weights trained on at high noise) once stage 2 is; export and evaluation run once the last stage
 is finished (or with export_unfinished, on the weights of the stage that stopped). Everything
 lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
@@ -26,10 +27,14 @@ class TrainOptions:
     work_dir: Path = Path("runs/shapes-default")
     vae_config: Path = Path("configs/train/shapes_vae.yaml")
     unet_config: Path = Path("configs/train/shapes_unet.yaml")
+    # Stage 0's `train` (configs/train/shapes_text.yaml): the text encoder pretrained on its
+    # own, then frozen. None, the shipped recipe: a fresh text encoder trains with the UNet.
+    text_config: Path | None = None
     # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
     layout_config: Path | None = Path("configs/train/shapes_unet_layout.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
     vae_steps: int | None = None  # override the configs' steps
+    text_steps: int | None = None
     unet_steps: int | None = None
     layout_steps: int | None = None
     export_dir: Path | None = None  # default: work_dir/model
@@ -52,11 +57,14 @@ def train_shapes_model(options: TrainOptions) -> int:
         UNetStage,
         VAEStage,
         calibrated_vae,
+        read_train_section,
+        run_text_stage,
         run_unet_stage,
         run_vae_stage,
     )
 
-    configs = (options.vae_config, options.unet_config, options.layout_config)
+    configs = (options.vae_config, options.text_config, options.unet_config,
+               options.layout_config)
     for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
@@ -73,7 +81,11 @@ def train_shapes_model(options: TrainOptions) -> int:
         layout_stage = unet_stage.continued(options.layout_config)
         layout_stage = dataclasses.replace(
             layout_stage, train=_with_steps(layout_stage.train, options.layout_steps))
+    text_train = None
+    if options.text_config is not None:
+        text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
     report: dict = {"configs": {"vae": str(options.vae_config),
+                                "text": options.text_config and str(options.text_config),
                                 "unet": str(options.unet_config),
                                 "layout": options.layout_config and str(options.layout_config)}}
 
@@ -91,8 +103,19 @@ def train_shapes_model(options: TrainOptions) -> int:
     print(f"VAE reconstructions (the ceiling of any model using this VAE):\n"
           f"{ceiling.summary()}")
 
+    text_params = None
+    if text_train is not None:
+        text = run_text_stage(unet_stage, text_train, tokenizer, work / "text",
+                              minutes=options.minutes)
+        report["text"] = _stage_report(text)
+        _print_stage("text", text)
+        if not text.finished:
+            print("stage 0 (text encoder) not finished: rerun the same command to continue")
+            return _write_report(work, report, UNFINISHED)
+        text_params = text.params["text_encoder"]
+
     unet = run_unet_stage(unet_stage, vae_config, vae.params, tokenizer, work / "unet",
-                          minutes=options.minutes)
+                          minutes=options.minutes, text_params=text_params)
     report["unet"] = _stage_report(unet)
     _print_stage("unet", unet)
     if not unet.finished and not options.export_unfinished:
@@ -102,7 +125,8 @@ def train_shapes_model(options: TrainOptions) -> int:
         # New scenes: stage 3's step s trains on the batch after stage 2's last.
         unet = run_unet_stage(layout_stage, vae_config, vae.params, tokenizer, work / "layout",
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=unet_stage.train.steps, desc="layout")
+                              first_batch=unet_stage.train.steps, text_params=text_params,
+                              desc="layout")
         report["layout"] = _stage_report(unet)
         _print_stage("layout", unet)
         if not unet.finished and not options.export_unfinished:
@@ -113,7 +137,8 @@ def train_shapes_model(options: TrainOptions) -> int:
     model = export_model(
         export_dir, name=export_dir.name, unet=unet_stage.unet, vae=vae_config,
         text_encoder=unet_stage.text_encoder, schedule=unet_stage.schedule, tokenizer=tokenizer,
-        params={**unet.params, "vae": vae.params}, dtype=options.export_dtype)
+        params={**unet.params, **({"text_encoder": text_params} if text_params is not None else {}),
+                "vae": vae.params}, dtype=options.export_dtype)
     report["export"] = {"dir": str(export_dir), "hash": model.hash}
     print(f"exported {export_dir} (hash {model.hash})")
     if not options.skip_eval:

@@ -1,10 +1,12 @@
 """The default shapes model's training stages, as `jaxgen train` runs them.
 
 Stage 1 trains the VAE. Stage 2 trains the text encoder and UNet together on latents of the
-frozen stage-1 VAE (its EMA weights). Stage 3 (layout) trains stage 2's EMA weights on with its
-own optimiser and timestep draw, weighted toward the highest noise levels. Each stage lives in
-its own work directory (orbax checkpoints + metrics.jsonl) and resumes from its latest
-checkpoint when run again.
+frozen stage-1 VAE (its EMA weights). With the optional stage 0 (`jaxgen train --text-config`),
+the text encoder is first pretrained alone to state each caption's scene (jaxgen.train.text),
+and stage 2 trains only the UNet, reading that encoder frozen. Stage 3 (layout) trains stage
+2's EMA weights on with its own optimiser and timestep draw, weighted toward the highest noise
+levels. Each stage lives in its own work directory (orbax checkpoints + metrics.jsonl) and
+resumes from its latest checkpoint when run again.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from jaxgen.train.loop import (
     shard_train_step,
 )
 from jaxgen.train.state import TrainState, create_state
+from jaxgen.train.text import init_text_stage, scene_loss_fn, text_batch
 from jaxgen.train.vae import VAELoss, init_vae, latent_scaling_factor, vae_loss_fn
 
 
@@ -117,6 +120,13 @@ class UNetStage:
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
 
+def read_train_section(path: str | Path) -> TrainConfig:
+    """The `train` section of a YAML holding nothing else (stage 0's config)."""
+    raw, src = read_yaml(path), str(path)
+    _check_sections(raw, {"train"}, src)
+    return from_section(TrainConfig, raw.get("train"), f"{src}: train")
+
+
 @dataclasses.dataclass(frozen=True)
 class StageResult:
     params: Any  # the EMA params: what gets exported
@@ -163,14 +173,29 @@ def calibrated_vae(vae_config: VAEConfig, vae_params: Any) -> VAEConfig:
     return dataclasses.replace(vae_config, scaling_factor=round(scale, 5))
 
 
+def run_text_stage(stage: UNetStage, cfg: TrainConfig, tokenizer: Any, work_dir: str | Path,
+                   *, minutes: float | None = None, mesh: Mesh | None = None,
+                   compiler_options: dict | None = None, progress: bool = True) -> StageResult:
+    """Stage 0: `stage`'s text encoder (fresh) + a scene readout, trained with `cfg`.
+
+    The result's params are {text_encoder, scene_head}; stage 2 keeps the text encoder.
+    """
+    text = CLIPTextModel(stage.text_encoder, cfg.compute_dtype())
+    state = create_state(init_text_stage(text, cfg.seed), cfg)
+    return _run(state, scene_loss_fn(text),
+                lambda s: text_batch(stage.data, s, cfg.batch_size, tokenizer), cfg,
+                Path(work_dir), minutes, mesh, compiler_options, progress, "text")
+
+
 def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tokenizer: Any,
                    work_dir: str | Path, *, minutes: float | None = None,
                    mesh: Mesh | None = None, compiler_options: dict | None = None,
                    progress: bool = True, start_params: Any = None, first_batch: int = 0,
-                   desc: str = "unet") -> StageResult:
-    """Train text encoder + UNet; `vae_config.scaling_factor` must already be calibrated.
+                   text_params: Any = None, desc: str = "unet") -> StageResult:
+    """Train the UNet (+ text encoder); `vae_config.scaling_factor` must already be calibrated.
 
-    start_params: {unet, text_encoder} to train on (stage 3) instead of a fresh init.
+    start_params: {unet[, text_encoder]} to train on (stage 3) instead of a fresh init.
+    text_params: a pretrained text encoder (stage 0), frozen: only the UNet trains.
     first_batch: step s trains on batch s + first_batch, so a continuation sees new scenes.
     """
     cfg = stage.train
@@ -182,7 +207,11 @@ def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tok
         params = init_denoiser(unet, text, cfg.seed, latent_size, stage.init.zero_outputs)
     else:
         params = jax.tree.map(lambda a: np.asarray(a, np.float32), start_params)
-    state = create_state(params, cfg, frozen={"vae": jax.tree.map(np.asarray, vae_params)})
+    frozen = {"vae": jax.tree.map(np.asarray, vae_params)}
+    if text_params is not None:
+        params = {"unet": params["unet"]}
+        frozen["text_encoder"] = jax.tree.map(lambda a: np.asarray(a, np.float32), text_params)
+    state = create_state(params, cfg, frozen=frozen)
     loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor,
                              stage.timesteps)
     return _run(state, loss,
