@@ -2,12 +2,11 @@
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stages 1 and 0 are finished (its latents and its caption states must not change under
-it), stage 3 (layout: stage 2's
-weights trained on at high noise) once stage 2 is; export and evaluation run once the last stage
-is finished (or with export_unfinished, on the weights of the stage that stopped). Everything
-lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
-contact sheet).
+only once stage 1 and, when asked for, stage 0 are finished (its latents and caption states must
+not change under it), stage 3 (layout: stage 2's weights trained on at high noise) once stage 2
+is; export and evaluation run once the last stage is finished (or with export_unfinished, on
+the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
+metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
 """
 
 from __future__ import annotations
@@ -134,11 +133,13 @@ def train_shapes_model(options: TrainOptions) -> int:
             return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
+    params = {**unet.params, "vae": vae.params}
+    if text_params is not None:  # stage 0's encoder, frozen since: not in stage 2's params
+        params["text_encoder"] = text_params
     model = export_model(
         export_dir, name=export_dir.name, unet=unet_stage.unet, vae=vae_config,
         text_encoder=unet_stage.text_encoder, schedule=unet_stage.schedule, tokenizer=tokenizer,
-        params={**unet.params, **({"text_encoder": text_params} if text_params is not None else {}),
-                "vae": vae.params}, dtype=options.export_dtype)
+        params=params, dtype=options.export_dtype)
     report["export"] = {"dir": str(export_dir), "hash": model.hash}
     print(f"exported {export_dir} (hash {model.hash})")
     if not options.skip_eval:

@@ -26,8 +26,7 @@ import numpy as np
 import optax
 
 from jaxgen.models import CLIPTextModel
-from jaxgen.shapes import POSITIONS, SHAPES, SIZES, parse_caption
-from jaxgen.shapes.scene import COLOURS
+from jaxgen.shapes import COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
 from jaxgen.train.data import ShapesData, scene_seeds, tokenize_prompts, training_caption
 from jaxgen.train.init import init_params
 from jaxgen.train.vae import LossFn
