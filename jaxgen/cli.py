@@ -218,7 +218,7 @@ def _info(args: argparse.Namespace, _: list[str]) -> int:
     model_path = args.model or default_model_path()
     model = load_model(model_path)
     counts = {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in model.params.items()}
-    print(f"model: {model.name} (hash {model.hash})")
+    print(f"model: {model.name} (hash {model.hash})\n  at {Path(model_path).resolve()}")
     for name, n in counts.items():
         print(f"  {name:<13} {n / 1e6:8.2f}M parameters")
     print(f"native size: {model.native_size}px; sizes must be multiples of "
@@ -250,6 +250,9 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", type=Path, default=Path("runs/shapes-default"),
                    help="checkpoints, metrics, report.json; rerun to resume")
     p.add_argument("--vae-config", type=Path, default=Path("configs/train/shapes_vae.yaml"))
+    p.add_argument("--vae-from", type=Path, metavar="MODEL_DIR",
+                   help="skip stage 1: train on this diffusers-format model's VAE and scaling "
+                   "factor (e.g. the default model's directory, which `jaxgen info` prints)")
     p.add_argument("--text-config", type=Path,
                    help="stage 0 (e.g. configs/train/shapes_text.yaml): pretrain the text "
                    "encoder to state each caption's scene, then train the UNet on it frozen; "

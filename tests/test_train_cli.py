@@ -109,6 +109,32 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
     assert np.abs(ours.astype(np.int32) - other.astype(np.int32)).max() > 2  # noise matters
 
 
+def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
+    vae, text, unet, layout = _tiny_configs(tmp_path)
+    args = ["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
+            "--unet-config", str(unet), "--no-layout-stage", "--eval-prompts", "4",
+            "--skip-eval"]
+    assert main([*args, "--vae-from", str(trained / "model")]) == 0
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    source = load_model(trained / "model")
+    assert report["vae"]["from"] == str(trained / "model") and "step" not in report["vae"]
+    assert report["vae"]["scaling_factor"] == source.vae.scaling_factor
+    assert not (tmp_path / "run/vae").exists() and report["unet"]["finished"] is True
+    exported = load_model(tmp_path / "run/model")
+    assert exported.vae == source.vae
+    for a, b in zip(jax.tree.leaves(exported.params["vae"]), jax.tree.leaves(source.params["vae"]),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A VAE whose latents the UNet config was not built for stops before any training.
+    other = yaml.safe_load(vae.read_text())
+    other["vae"]["latent_channels"] = 8
+    vae.write_text(yaml.safe_dump(other))
+    assert main([*args, "--work-dir", str(tmp_path / "bad"), "--vae-from",
+                 str(trained / "model")]) == 2
+    assert "its VAE has 4 latent channels at 1/4 scale; the stage configs expect 8 at 1/4" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("engine", ["jaxgen", "diffusers"])
 def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engine, capsys):
     out = tmp_path / engine

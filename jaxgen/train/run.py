@@ -2,7 +2,8 @@
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stage 1 and, when asked for, stage 0 are finished (its latents and caption states must
+only once stage 1 (skipped with vae_from: another model's VAE) and, when asked for, stage 0
+are finished (its latents and caption states must
 not change under it), stage 3 (layout: stage 2's weights trained on at high noise) once stage 2
 is; export and evaluation run once the last stage is finished (or with export_unfinished, on
 the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
@@ -14,8 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
+
+if TYPE_CHECKING:
+    from jaxgen.models import VAEConfig
 
 # Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
 UNFINISHED = 3
@@ -25,6 +30,9 @@ UNFINISHED = 3
 class TrainOptions:
     work_dir: Path = Path("runs/shapes-default")
     vae_config: Path = Path("configs/train/shapes_vae.yaml")
+    # A model directory whose VAE (and scaling factor) stage 2 uses instead of training stage 1:
+    # retraining the UNet and text encoder on the shipped VAE saves stage 1's half hour.
+    vae_from: Path | None = None
     unet_config: Path = Path("configs/train/shapes_unet.yaml")
     # Stage 0's `train` (configs/train/shapes_text.yaml): the text encoder pretrained on its
     # own, then frozen. None, the shipped recipe: a fresh text encoder trains with the UNet.
@@ -83,21 +91,29 @@ def train_shapes_model(options: TrainOptions) -> int:
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
-    report: dict = {"configs": {"vae": str(options.vae_config),
+    vae_source = options.vae_from or options.vae_config
+    report: dict = {"configs": {"vae": str(vae_source),
                                 "text": options.text_config and str(options.text_config),
                                 "unet": str(options.unet_config),
                                 "layout": options.layout_config and str(options.layout_config)}}
 
-    vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data, minutes=options.minutes)
-    report["vae"] = _stage_report(vae)
-    _print_stage("vae", vae)
-    if not vae.finished:
-        print("stage 1 (VAE) not finished: rerun the same command to continue")
-        return _write_report(work, report, UNFINISHED)
-    vae_config = calibrated_vae(vae_stage.vae, vae.params)
-    report["vae"]["scaling_factor"] = vae_config.scaling_factor
+    if options.vae_from is not None:
+        vae_config, vae_params = _shipped_vae(options.vae_from, vae_stage.vae)
+        report["vae"] = {"from": str(options.vae_from),
+                         "scaling_factor": vae_config.scaling_factor}
+        print(f"stage 1 (VAE): using {options.vae_from}'s VAE")
+    else:
+        vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data,
+                            minutes=options.minutes)
+        report["vae"] = _stage_report(vae)
+        _print_stage("vae", vae)
+        if not vae.finished:
+            print("stage 1 (VAE) not finished: rerun the same command to continue")
+            return _write_report(work, report, UNFINISHED)
+        vae_config, vae_params = calibrated_vae(vae_stage.vae, vae.params), vae.params
+        report["vae"]["scaling_factor"] = vae_config.scaling_factor
     ceiling = ShapesEval(options.eval_prompts, data=unet_stage.data)
-    ceiling, _ = ceiling.run(reconstruction_generator(vae_config, vae.params, ceiling.prompts()))
+    ceiling, _ = ceiling.run(reconstruction_generator(vae_config, vae_params, ceiling.prompts()))
     report["vae"]["reconstruction_eval"] = ceiling.to_dict()
     print(f"VAE reconstructions (the ceiling of any model using this VAE):\n"
           f"{ceiling.summary()}")
@@ -113,7 +129,7 @@ def train_shapes_model(options: TrainOptions) -> int:
             return _write_report(work, report, UNFINISHED)
         text_params = text.params["text_encoder"]
 
-    unet = run_unet_stage(unet_stage, vae_config, vae.params, tokenizer, work / "unet",
+    unet = run_unet_stage(unet_stage, vae_config, vae_params, tokenizer, work / "unet",
                           minutes=options.minutes, text_params=text_params)
     report["unet"] = _stage_report(unet)
     _print_stage("unet", unet)
@@ -122,7 +138,7 @@ def train_shapes_model(options: TrainOptions) -> int:
         return _write_report(work, report, UNFINISHED)
     if unet.finished and layout_stage is not None:
         # New scenes: stage 3's step s trains on the batch after stage 2's last.
-        unet = run_unet_stage(layout_stage, vae_config, vae.params, tokenizer, work / "layout",
+        unet = run_unet_stage(layout_stage, vae_config, vae_params, tokenizer, work / "layout",
                               minutes=options.minutes, start_params=unet.params,
                               first_batch=unet_stage.train.steps, text_params=text_params,
                               desc="layout")
@@ -133,7 +149,7 @@ def train_shapes_model(options: TrainOptions) -> int:
             return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
-    params = {**unet.params, "vae": vae.params}
+    params = {**unet.params, "vae": vae_params}
     if text_params is not None:  # stage 0's encoder, frozen since: not in stage 2's params
         params["text_encoder"] = text_params
     model = export_model(
@@ -147,6 +163,20 @@ def train_shapes_model(options: TrainOptions) -> int:
         report["eval"] = evaluate_model(export_dir, work / "eval", settings, unet_stage.data)
         print(summary(report["eval"]))
     return _write_report(work, report, 0)
+
+
+def _shipped_vae(model_dir: Path, like: VAEConfig) -> tuple[VAEConfig, Any]:
+    """The VAE config and float32 params of a model directory; its latents must have the
+    shape the stage configs' UNet is built for."""
+    from jaxgen.weights.model_dir import load_model
+
+    model = load_model(model_dir)
+    if (model.vae.latent_channels, model.vae.downscale) != (like.latent_channels, like.downscale):
+        raise ValueError(
+            f"vae_from {str(model_dir)!r}: its VAE has {model.vae.latent_channels} latent "
+            f"channels at 1/{model.vae.downscale} scale; the stage configs expect "
+            f"{like.latent_channels} at 1/{like.downscale}")
+    return model.vae, model.params["vae"]
 
 
 def _with_steps(train, steps: int | None):
