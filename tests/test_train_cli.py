@@ -125,6 +125,12 @@ def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, cap
     for a, b in zip(jax.tree.leaves(exported.params["vae"]), jax.tree.leaves(source.params["vae"]),
                     strict=True):
         np.testing.assert_array_equal(a, b)
+    # The work dir keeps the VAE it started with, either way round.
+    assert main(args) == 2
+    assert "stage 2 there trains on another model's VAE; pass the same --vae-from" in \
+        capsys.readouterr().err
+    assert main([*args, "--work-dir", str(trained), "--vae-from", str(trained / "model")]) == 2
+    assert f"{trained} trains its own VAE" in capsys.readouterr().err
     # A VAE whose latents the UNet config was not built for stops before any training.
     other = yaml.safe_load(vae.read_text())
     other["vae"]["latent_channels"] = 8

@@ -76,6 +76,7 @@ def train_shapes_model(options: TrainOptions) -> int:
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
     work = Path(options.work_dir)
+    _check_vae_source(work, options.vae_from)
     vae_stage = VAEStage.from_yaml(options.vae_config)
     vae_stage = dataclasses.replace(vae_stage,
                                     train=_with_steps(vae_stage.train, options.vae_steps))
@@ -163,6 +164,16 @@ def train_shapes_model(options: TrainOptions) -> int:
         report["eval"] = evaluate_model(export_dir, work / "eval", settings, unet_stage.data)
         print(summary(report["eval"]))
     return _write_report(work, report, 0)
+
+
+def _check_vae_source(work: Path, vae_from: Path | None) -> None:
+    """Stage 2 must continue on the latents it started on: its own stage 1's, or vae_from's."""
+    if vae_from is not None and (work / "vae").exists():
+        raise ValueError(f"vae_from {str(vae_from)!r}: {work} trains its own VAE (stage 1 is in "
+                         f"{work / 'vae'}); use a new work dir")
+    if vae_from is None and (work / "unet").exists() and not (work / "vae").exists():
+        raise ValueError(f"{work}: stage 2 there trains on another model's VAE; pass the same "
+                         "--vae-from again")
 
 
 def _shipped_vae(model_dir: Path, like: VAEConfig) -> tuple[VAEConfig, Any]:
