@@ -106,10 +106,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     else:
         vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data,
                             minutes=options.minutes)
-        report["vae"] = _stage_report(vae)
-        _print_stage("vae", vae)
-        if not vae.finished:
-            print("stage 1 (VAE) not finished: rerun the same command to continue")
+        if not _record(report, "vae", "stage 1 (VAE)", vae):
             return _write_report(work, report, UNFINISHED)
         vae_config, vae_params = calibrated_vae(vae_stage.vae, vae.params), vae.params
         report["vae"]["scaling_factor"] = vae_config.scaling_factor
@@ -123,19 +120,13 @@ def train_shapes_model(options: TrainOptions) -> int:
     if text_train is not None:
         text = run_text_stage(unet_stage, text_train, tokenizer, work / "text",
                               minutes=options.minutes)
-        report["text"] = _stage_report(text)
-        _print_stage("text", text)
-        if not text.finished:
-            print("stage 0 (text encoder) not finished: rerun the same command to continue")
+        if not _record(report, "text", "stage 0 (text encoder)", text):
             return _write_report(work, report, UNFINISHED)
         text_params = text.params["text_encoder"]
 
     unet = run_unet_stage(unet_stage, vae_config, vae_params, tokenizer, work / "unet",
                           minutes=options.minutes, text_params=text_params)
-    report["unet"] = _stage_report(unet)
-    _print_stage("unet", unet)
-    if not unet.finished and not options.export_unfinished:
-        print("stage 2 (UNet) not finished: rerun the same command to continue")
+    if not _record(report, "unet", "stage 2 (UNet)", unet) and not options.export_unfinished:
         return _write_report(work, report, UNFINISHED)
     if unet.finished and layout_stage is not None:
         # New scenes: stage 3's step s trains on the batch after stage 2's last.
@@ -143,10 +134,8 @@ def train_shapes_model(options: TrainOptions) -> int:
                               minutes=options.minutes, start_params=unet.params,
                               first_batch=unet_stage.train.steps, text_params=text_params,
                               desc="layout")
-        report["layout"] = _stage_report(unet)
-        _print_stage("layout", unet)
-        if not unet.finished and not options.export_unfinished:
-            print("stage 3 (layout) not finished: rerun the same command to continue")
+        if not _record(report, "layout", "stage 3 (layout)", unet) and \
+                not options.export_unfinished:
             return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
@@ -196,6 +185,16 @@ def _with_steps(train, steps: int | None):
         return train
     warmup = min(train.warmup_steps, steps // 10)
     return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
+
+
+def _record(report: dict, key: str, label: str, result) -> bool:
+    """Put a stage's result in the report and print it; False (saying how to continue) if the
+    stage stopped before its steps."""
+    report[key] = _stage_report(result)
+    _print_stage(key, result)
+    if not result.finished:
+        print(f"{label} not finished: rerun the same command to continue")
+    return result.finished
 
 
 def _stage_report(result) -> dict:
