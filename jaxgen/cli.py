@@ -253,10 +253,11 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae-from", type=Path, metavar="MODEL_DIR",
                    help="skip stage 1: train on this diffusers-format model's VAE and scaling "
                    "factor (e.g. the default model's directory, which `jaxgen info` prints)")
-    p.add_argument("--text-config", type=Path,
-                   help="stage 0 (e.g. configs/train/shapes_text.yaml): pretrain the text "
-                   "encoder to state each caption's scene, then train the UNet on it frozen; "
-                   "default: the shipped recipe, text encoder and UNet trained together")
+    p.add_argument("--text-config", type=Path, default=Path("configs/train/shapes_text.yaml"),
+                   help="stage 0: pretrain the text encoder to state each caption's scene, "
+                   "then train the UNet on it frozen")
+    p.add_argument("--no-text-stage", action="store_const", const=None, dest="text_config",
+                   help="train a fresh text encoder together with the UNet in stage 2 instead")
     p.add_argument("--unet-config", type=Path, default=Path("configs/train/shapes_unet.yaml"))
     p.add_argument("--layout-config", type=Path,
                    default=Path("configs/train/shapes_unet_layout.yaml"),

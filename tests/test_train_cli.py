@@ -112,14 +112,15 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
 def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
     vae, text, unet, layout = _tiny_configs(tmp_path)
     args = ["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
-            "--unet-config", str(unet), "--no-layout-stage", "--eval-prompts", "4",
-            "--skip-eval"]
+            "--unet-config", str(unet), "--no-text-stage", "--no-layout-stage",
+            "--eval-prompts", "4", "--skip-eval"]
     assert main([*args, "--vae-from", str(trained / "model")]) == 0
     report = json.loads((tmp_path / "run/report.json").read_text())
     source = load_model(trained / "model")
     assert report["vae"]["from"] == str(trained / "model") and "step" not in report["vae"]
     assert report["vae"]["scaling_factor"] == source.vae.scaling_factor
     assert not (tmp_path / "run/vae").exists() and report["unet"]["finished"] is True
+    assert "text" not in report and not (tmp_path / "run/text").exists()  # --no-text-stage
     exported = load_model(tmp_path / "run/model")
     assert exported.vae == source.vae
     for a, b in zip(jax.tree.leaves(exported.params["vae"]), jax.tree.leaves(source.params["vae"]),
@@ -131,6 +132,12 @@ def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, cap
         capsys.readouterr().err
     assert main([*args, "--work-dir", str(trained), "--vae-from", str(trained / "model")]) == 2
     assert f"{trained} trains its own VAE" in capsys.readouterr().err
+    # And the text encoder it started with: stage 0's, or its own.
+    with_text = [a for a in args if a != "--no-text-stage"]
+    assert main([*with_text, "--text-config", str(text), "--vae-from",
+                 str(trained / "model")]) == 2
+    assert "stage 2 there trains its text encoder with the UNet; pass --no-text-stage" in \
+        capsys.readouterr().err
     # A VAE whose latents the UNet config was not built for stops before any training.
     other = yaml.safe_load(vae.read_text())
     other["vae"]["latent_channels"] = 8

@@ -2,9 +2,10 @@
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stage 1 (skipped with vae_from: another model's VAE) and, when asked for, stage 0 are
-finished (its latents and caption states must not change under it), stage 3 (layout: stage 2's
-weights trained on at high noise) once stage 2 is; export and evaluation run once the last stage
+only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the text encoder;
+skipped with text_config None, when it trains with the UNet) are finished (its latents and
+caption states must not change under it), stage 3 (layout: stage 2's weights trained on at
+high noise) once stage 2 is; export and evaluation run once the last stage
 is finished (or with export_unfinished, on the weights of the stage that stopped). Everything
 lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
 contact sheet).
@@ -34,9 +35,10 @@ class TrainOptions:
     # retraining the UNet and text encoder on the shipped VAE saves stage 1's half hour.
     vae_from: Path | None = None
     unet_config: Path = Path("configs/train/shapes_unet.yaml")
-    # Stage 0's `train` (configs/train/shapes_text.yaml): the text encoder pretrained on its
-    # own, then frozen. None, the shipped recipe: a fresh text encoder trains with the UNet.
-    text_config: Path | None = None
+    # Stage 0's `train`: the text encoder pretrained on its own to state each caption's scene,
+    # then frozen under the UNet (trained jointly, it never learned "left of"). None: a fresh
+    # text encoder trains with the UNet in stage 2, the previous recipe.
+    text_config: Path | None = Path("configs/train/shapes_text.yaml")
     # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
     layout_config: Path | None = Path("configs/train/shapes_unet_layout.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
@@ -77,6 +79,7 @@ def train_shapes_model(options: TrainOptions) -> int:
             raise FileNotFoundError(f"training config {path}: no such file")
     work = Path(options.work_dir)
     _check_vae_source(work, options.vae_from)
+    _check_text_source(work, options.text_config)
     vae_stage = VAEStage.from_yaml(options.vae_config)
     vae_stage = dataclasses.replace(vae_stage,
                                     train=_with_steps(vae_stage.train, options.vae_steps))
@@ -163,6 +166,19 @@ def _check_vae_source(work: Path, vae_from: Path | None) -> None:
     if vae_from is None and (work / "unet").exists() and not (work / "vae").exists():
         raise ValueError(f"{work}: stage 2 there trains on another model's VAE; pass the same "
                          "--vae-from again")
+
+
+def _check_text_source(work: Path, text_config: Path | None) -> None:
+    """Stage 2 must continue with the text encoder it started with: stage 0's, frozen, or its
+    own, trained with the UNet (the checkpoints hold different parameter trees)."""
+    if not (work / "unet").exists():
+        return
+    if text_config is not None and not (work / "text").exists():
+        raise ValueError(f"{work}: stage 2 there trains its text encoder with the UNet; pass "
+                         "--no-text-stage again")
+    if text_config is None and (work / "text").exists():
+        raise ValueError(f"{work}: stage 2 there reads stage 0's text encoder; drop "
+                         "--no-text-stage")
 
 
 def _shipped_vae(model_dir: Path, like: VAEConfig) -> tuple[VAEConfig, Any]:
