@@ -17,7 +17,7 @@ from pathlib import Path
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 4.0, 7.5])
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 4.0, 7.5])
     p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
     p.add_argument("--base-guidance", type=float, default=4.0)
     p.add_argument("--base-steps", type=int, default=25)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.sampling import initial_noise, noise_ids
 from jaxgen.eval.shapes_eval import Generate
 
 
-def diffusers_generator(model_dir: str | Path, *, guidance: float = 4.0, steps: int = 25,
-                        batch_size: int = 32) -> Generate:
+def diffusers_generator(model_dir: str | Path, *, guidance: float = RECOMMENDED["guidance"],
+                        steps: int = RECOMMENDED["steps"], batch_size: int = 32) -> Generate:
     try:
         import torch
         from diffusers import StableDiffusionPipeline

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
 from jaxgen.models import AutoencoderKL, VAEConfig
 from jaxgen.shapes import (
@@ -133,9 +134,9 @@ def summarise(prompts: list[EvalPrompt], scores: list[dict]) -> ShapesEvalReport
     return ShapesEvalReport(accuracy, counts, [bool(s["joint"]) for s in scores])
 
 
-def model_generator(model: DiffusionModel, *, guidance: float = 4.0, steps: int = 25,
-                    sampler: str = "dpmpp_2m", batch_size: int = 32,
-                    params: dict | None = None) -> Generate:
+def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["guidance"],
+                    steps: int = RECOMMENDED["steps"], sampler: str = RECOMMENDED["sampler"],
+                    batch_size: int = 32, params: dict | None = None) -> Generate:
     """A Generate over jaxgen's one-jit sampler; the last batch is padded to a fixed shape."""
     spec = SamplingSpec(IMAGE_SIZE, IMAGE_SIZE, steps, sampler)
     fn = jax.jit(build_sampling_fn(model, spec))
