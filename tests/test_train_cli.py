@@ -138,6 +138,9 @@ def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, cap
                  str(trained / "model")]) == 2
     assert "stage 2 there trains its text encoder with the UNet; pass --no-text-stage" in \
         capsys.readouterr().err
+    assert main([*args, "--work-dir", str(trained)]) == 2
+    assert f"{trained}: stage 2 there reads stage 0's text encoder; drop --no-text-stage" in \
+        capsys.readouterr().err
     # A VAE whose latents the UNet config was not built for stops before any training.
     other = yaml.safe_load(vae.read_text())
     other["vae"]["latent_channels"] = 8

@@ -5,10 +5,9 @@ the same command continues the unfinished stage from its latest orbax checkpoint
 only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the text encoder;
 skipped with text_config None, when it trains with the UNet) are finished (its latents and
 caption states must not change under it), stage 3 (layout: stage 2's weights trained on at
-high noise) once stage 2 is; export and evaluation run once the last stage
-is finished (or with export_unfinished, on the weights of the stage that stopped). Everything
-lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
-contact sheet).
+high noise) once stage 2 is; export and evaluation run once the last stage is finished (or with
+export_unfinished, on the weights of the stage that stopped). Everything lands in `work_dir`:
+checkpoints, metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
 """
 
 from __future__ import annotations
