@@ -78,7 +78,10 @@ def test_images_that_render_the_prompt_score_100_percent_joint():
 def test_noise_images_score_near_zero_so_the_metric_can_fail():
     report, _ = ShapesEval(num_prompts=80).run(noise_generator)
     assert report.accuracy["all"]["joint"] <= 0.02
-    assert report.accuracy["all"]["colour"] <= 0.2 and report.accuracy["all"]["shape"] <= 0.2
+    assert report.accuracy["all"]["colour"] <= 0.2
+    # Noise snaps to one ragged blob, which the analyser reads as whichever of the 3 shapes
+    # fits it best (it has no "none"): about chance, 1/3 of one-object prompts, fewer of two.
+    assert report.accuracy["all"]["shape"] <= 0.4
     assert report.accuracy["two"]["relation"] <= 0.1
     assert "relation" not in report.accuracy["single"]  # only asked of two-object prompts
 

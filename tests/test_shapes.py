@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from jaxgen.shapes import (
     COLOURS,
@@ -28,6 +29,7 @@ from jaxgen.shapes import (
     sample_scene,
     score,
 )
+from jaxgen.shapes.analyse import shape_fits
 from jaxgen.shapes.render import object_mask
 from jaxgen.shapes.scene import INVERSE_RELATION
 
@@ -105,6 +107,31 @@ def test_analyser_tolerates_mild_gaussian_noise() -> None:
         image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         correct += analyse(image) == canonical(scene)
     assert correct / len(seeds) >= 0.95
+
+
+def test_analyser_reads_shapes_through_blur() -> None:
+    """Soft edges, as a VAE decodes them, must not turn squares and triangles into circles.
+
+    A Gaussian blur of 1.2 px rounds a small square's corners; reading shapes by bounding-box
+    fill got 84% of these scenes right, the template fit 96%.
+    """
+    shapes_right = 0
+    seeds = range(500)
+    for seed in seeds:
+        scene = sample_scene(seed)
+        blurred = ndimage.gaussian_filter(render(scene).astype(np.float32), (1.2, 1.2, 0),
+                                          mode="nearest")
+        found = analyse(np.clip(np.rint(blurred), 0, 255).astype(np.uint8))
+        shapes_right += sorted(o.shape for o in found.objects) == sorted(
+            o.shape for o in scene.objects)
+    assert shapes_right / len(seeds) >= 0.95
+
+
+def test_shape_fits_are_exact_for_the_drawn_shape() -> None:
+    for shape in SHAPES:
+        for size in SIZES:
+            fits = shape_fits(object_mask(shape, size, "center"))
+            assert fits[shape] == 1.0 and max(fits, key=fits.get) == shape, (shape, size, fits)
 
 
 def test_relation_words_hold_geometrically() -> None:
