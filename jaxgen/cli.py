@@ -297,6 +297,9 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=RECOMMENDED["sampler"], help="jaxgen engine only")
     p.add_argument("--engine", default="jaxgen", help="jaxgen | diffusers (needs torch)")
     p.add_argument("--no-fd", action="store_false", dest="compute_fd", help="skip the FD")
+    p.add_argument("--prompt-set", default="eval",
+                   help="eval (the held-out evaluation prompts) | tuning (a second held-out set, "
+                        "for choosing guidance and steps)")
 
 
 def _eval(args: argparse.Namespace, _: list[str]) -> int:
@@ -305,7 +308,7 @@ def _eval(args: argparse.Namespace, _: list[str]) -> int:
 
     settings = EvalSettings(num_prompts=args.num_prompts, guidance=args.guidance,
                             steps=args.steps, sampler=args.sampler, engine=args.engine,
-                            compute_fd=args.compute_fd)
+                            compute_fd=args.compute_fd, prompt_set=args.prompt_set)
     report = evaluate_model(args.model or default_model_path(), args.out, settings)
     print(summary(report))
     print(f"wrote {args.out / 'report.json'} and {report['contact_sheet']}")

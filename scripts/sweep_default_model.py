@@ -1,10 +1,12 @@
 """ShapesEval of a model over guidance scales and step counts (the model card's sweep table).
 
     python scripts/sweep_default_model.py --model jaxgen/assets/default-model \
-        --guidance 1 1.5 2 4 7.5 --steps 10 25 50 --prompts 128 --out runs/sweep
+        --guidance 1 1.5 2 4 7.5 --steps 10 25 50 --out runs/sweep
 
 Runs `jaxgen eval`'s evaluate_model (no FD) once per (guidance at 25 steps) and
-(steps at --base-guidance), writes OUT/sweep.json and prints a Markdown table.
+(steps at --base-guidance), writes OUT/sweep.json and prints a Markdown table. The prompts are
+the tuning set (--prompt-set), not the evaluation's, so settings picked here do not tune the
+model to the prompts it is reported on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def main() -> None:
     p.add_argument("--base-guidance", type=float, default=RECOMMENDED["guidance"],
                    help="guidance of the steps rows (default: the recommended setting)")
     p.add_argument("--base-steps", type=int, default=RECOMMENDED["steps"])
-    p.add_argument("--prompts", type=int, default=128)
+    p.add_argument("--prompts", type=int, default=256)
+    p.add_argument("--prompt-set", default="tuning", help="tuning | eval")
     p.add_argument("--out", type=Path, default=Path("runs/sweep"))
     args = p.parse_args()
 
@@ -35,7 +38,7 @@ def main() -> None:
     rows = []
     for guidance, steps in points:
         settings = EvalSettings(num_prompts=args.prompts, guidance=guidance, steps=steps,
-                                compute_fd=False)
+                                compute_fd=False, prompt_set=args.prompt_set)
         report = evaluate_model(args.model, args.out / f"g{guidance}-s{steps}", settings)
         rows.append(table_row(report))
         print(rows[-1], flush=True)

@@ -13,7 +13,13 @@ from jaxgen.eval.fd import (
     shapes_fd,
     train_feature_net,
 )
-from jaxgen.eval.shapes_eval import EVAL_SEED_START, ShapesEval, contact_sheet, eval_prompts
+from jaxgen.eval.shapes_eval import (
+    EVAL_SEED_START,
+    TUNING_SEED_START,
+    ShapesEval,
+    contact_sheet,
+    eval_prompts,
+)
 from jaxgen.shapes import (
     COLOURS,
     ObjectSpec,
@@ -62,6 +68,14 @@ def test_eval_prompts_are_held_out_deterministic_and_cover_all_wordings():
     assert {p.template for p in prompts if p.num_objects == 1} == set(range(6))
     assert {p.template for p in prompts if p.num_objects == 2} == set(range(5))
     assert any(p.new_wording for p in prompts) and not all(p.new_wording for p in prompts)
+
+
+def test_tuning_prompts_share_no_scene_with_the_evaluation_or_training():
+    tuning, evaluation = eval_prompts(300, TUNING_SEED_START), eval_prompts(300)
+    assert not {p.seed for p in tuning} & {p.seed for p in evaluation}
+    assert min(p.seed for p in tuning) >= TUNING_SEED_START > TRAIN_SEED_LIMIT
+    # the same mix of one/two objects and wordings, so settings chosen on one carry over
+    assert [p.template for p in tuning] == [p.template for p in evaluation]
 
 
 def test_images_that_render_the_prompt_score_100_percent_joint():

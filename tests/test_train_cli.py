@@ -170,3 +170,5 @@ def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
     assert "training config nope.yaml: no such file" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--engine", "torch"]) == 2
     assert "engine='torch': must be one of jaxgen, diffusers" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--prompt-set", "train"]) == 2
+    assert "prompt_set='train': must be one of eval, tuning" in capsys.readouterr().err

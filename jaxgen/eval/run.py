@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
-from jaxgen.eval.shapes_eval import Generate, ShapesEval, contact_sheet, model_generator
+from jaxgen.eval.shapes_eval import (
+    PROMPT_SETS,
+    Generate,
+    ShapesEval,
+    contact_sheet,
+    model_generator,
+)
 from jaxgen.train.data import ShapesData
 
 ENGINES = ("jaxgen", "diffusers")
@@ -29,10 +35,15 @@ class EvalSettings:
     engine: str = "jaxgen"
     compute_fd: bool = True  # the FD needs its classifier trained first (~1 min on 2 CPU cores)
     batch_size: int = 32
+    prompt_set: str = "eval"  # "tuning": the prompts that settings are chosen on
+
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine={self.engine!r}: must be one of {', '.join(ENGINES)}")
+        if self.prompt_set not in PROMPT_SETS:
+            raise ValueError(f"prompt_set={self.prompt_set!r}: must be one of "
+                             f"{', '.join(PROMPT_SETS)}")
         if self.num_prompts < 2:
             raise ValueError(f"num_prompts={self.num_prompts}: must be at least 2")
         if self.steps < 1:
@@ -49,7 +60,8 @@ def evaluate_model(model_dir: str | Path, out_dir: str | Path,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evaluation = ShapesEval(settings.num_prompts, data=data or ShapesData())
+    evaluation = ShapesEval(settings.num_prompts, PROMPT_SETS[settings.prompt_set],
+                            data=data or ShapesData())
     generate = _generator(Path(model_dir), settings)
     start = time.perf_counter()
     result, images = evaluation.run(generate)

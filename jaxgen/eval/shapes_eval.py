@@ -35,6 +35,10 @@ from jaxgen.train.data import TRAIN_SEED_LIMIT, ShapesData
 from jaxgen.weights.model_dir import DiffusionModel
 
 EVAL_SEED_START = 2 * TRAIN_SEED_LIMIT
+# Settings (guidance, steps) are chosen on a second held-out set, so the evaluation set reports
+# a model that was not tuned on it. FD's classifier draws from 3 * TRAIN_SEED_LIMIT.
+TUNING_SEED_START = 4 * TRAIN_SEED_LIMIT
+PROMPT_SETS = {"eval": EVAL_SEED_START, "tuning": TUNING_SEED_START}
 ATTRIBUTES = ("shape", "colour", "size", "position", "background", "relation", "count", "joint")
 # prompts, seeds -> uint8 [N, H, W, 3]
 Generate = Callable[[list[str], np.ndarray], np.ndarray]
