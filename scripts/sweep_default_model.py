@@ -1,7 +1,7 @@
 """ShapesEval of a model over guidance scales and step counts (the model card's sweep table).
 
     python scripts/sweep_default_model.py --model jaxgen/assets/default-model \
-        --guidance 1 1.5 2 4 7.5 --steps 10 25 50 --out runs/sweep
+        --guidance 1 1.5 2 2.5 3 3.5 4 --steps 10 25 50 --out runs/sweep
 
 Runs `jaxgen eval`'s evaluate_model (no FD) once per (guidance at 25 steps) and
 (steps at --base-guidance), writes OUT/sweep.json and prints a Markdown table. The prompts are
@@ -21,7 +21,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 4.0, 7.5])
+    p.add_argument("--guidance", type=float, nargs="+",
+                   default=[1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0])  # the model card's grid
     p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
     p.add_argument("--base-guidance", type=float, default=RECOMMENDED["guidance"],
                    help="guidance of the steps rows (default: the recommended setting)")
