@@ -259,16 +259,16 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-text-stage", action="store_const", const=None, dest="text_config",
                    help="train a fresh text encoder together with the UNet in stage 2 instead")
     p.add_argument("--unet-config", type=Path, default=Path("configs/train/shapes_unet.yaml"))
-    p.add_argument("--layout-config", type=Path,
-                   default=Path("configs/train/shapes_unet_layout.yaml"),
-                   help="stage 3: stage 2's weights trained on at high noise")
-    p.add_argument("--no-layout-stage", action="store_const", const=None, dest="layout_config",
+    p.add_argument("--finetune-config", type=Path,
+                   default=Path("configs/train/shapes_unet_finetune.yaml"),
+                   help="stage 3: stage 2's weights trained on at a lower learning rate")
+    p.add_argument("--no-finetune-stage", action="store_const", const=None, dest="finetune_config",
                    help="export stage 2's weights, without stage 3")
     p.add_argument("--minutes", type=float, help="time budget per stage for this invocation")
     p.add_argument("--vae-steps", type=int, help="override the VAE config's steps")
     p.add_argument("--text-steps", type=int, help="override the text config's steps")
     p.add_argument("--unet-steps", type=int, help="override the UNet config's steps")
-    p.add_argument("--layout-steps", type=int, help="override the layout config's steps")
+    p.add_argument("--finetune-steps", type=int, help="override the fine-tune config's steps")
     p.add_argument("--export-dir", type=Path, help="model directory to write "
                    "(default: WORK_DIR/model)")
     p.add_argument("--export-unfinished", action="store_true",

@@ -6,7 +6,9 @@ Runs the ShapesEval two-object prompts (same seeds and noise as `jaxgen eval`) t
 sampler one step at a time, decodes the guided clean-image estimate of every step, and counts
 its objects with the shapes analyser. Prints, per step, the share of estimates that already
 hold three objects, split by what the finished image holds: where the images that end with
-three objects first show them, and whether the others passed through three on the way.
+three objects first show them, and whether the others passed through three on the way. Then
+what the finished three-object images look like: how many put all three in one row or column
+(the pair plus the line's third cell) and how many draw two of them in one colour.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     from jaxgen.schedulers import SchedulerConfig, make_sampler
     from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
     from jaxgen.shapes import analyse
+    from jaxgen.shapes.scene import position_cell
     from jaxgen.weights.model_dir import load_model
 
     model = load_model(args.model)
@@ -75,7 +78,8 @@ def main() -> None:
     for i in range(args.steps):
         x, state, x0 = step(x, state, i)
         counts.append([len(analyse(im).objects) for im in np.asarray(decode(x0))])
-    final = np.array([len(analyse(im).objects) for im in np.asarray(decode(x))])
+    scenes = [analyse(im) for im in np.asarray(decode(x))]
+    final = np.array([len(scene.objects) for scene in scenes])
     counts = np.array(counts)
     three, others = final == 3, final != 3
     print(f"{len(prompts)} two-object prompts, guidance {args.guidance}, {args.sampler} "
@@ -85,6 +89,12 @@ def main() -> None:
     for i in range(args.steps):
         print(f"| {i} | {int(sampler.timesteps[i])} | {(counts[i, three] == 3).sum()} / "
               f"{three.sum()} | {(counts[i, others] == 3).sum()} / {others.sum()} |")
+    triples = [scene.objects for scene in scenes if len(scene.objects) == 3]
+    cells = [[position_cell(o.position) for o in objs] for objs in triples]
+    in_line = sum(len({r for r, _ in c}) == 1 or len({c_ for _, c_ in c}) == 1 for c in cells)
+    repeated = sum(len({o.colour for o in objs}) < 3 for objs in triples)
+    print(f"finished images with 3 objects: {in_line} of {len(triples)} in one row or column, "
+          f"{repeated} with two objects of one colour")
 
 
 if __name__ == "__main__":

@@ -334,14 +334,15 @@ def test_timesteps_default_is_the_plain_uniform_draw_and_high_noise_gets_its_sha
         diffusion_loss_fn(None, None, None, SCHEDULE, 1.0, Timesteps(0.5, 1000))
 
 
-def test_layout_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, tmp_path):
+def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, tmp_path):
     stage2 = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
     assert stage2.timesteps == Timesteps()  # stage 2 draws uniformly
-    layout = stage2.continued(ROOT / "configs/train/shapes_unet_layout.yaml")
-    assert layout.unet == stage2.unet and layout.text_encoder == stage2.text_encoder
-    assert layout.schedule == stage2.schedule and layout.data == stage2.data
-    assert layout.timesteps.high_noise_fraction > 0
-    assert layout.train.learning_rate < stage2.train.learning_rate
+    finetune = stage2.continued(ROOT / "configs/train/shapes_unet_finetune.yaml")
+    assert finetune.unet == stage2.unet and finetune.text_encoder == stage2.text_encoder
+    assert finetune.schedule == stage2.schedule and finetune.data == stage2.data
+    assert finetune.timesteps == Timesteps(high_noise_from=900)  # its own section, read
+    assert finetune.train.learning_rate < stage2.train.learning_rate
+    assert finetune.train.seed != stage2.train.seed
     bad = tmp_path / "bad.yaml"
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
     with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):

@@ -36,7 +36,7 @@ TINY = {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
-    "shapes_unet_layout.yaml": {
+    "shapes_unet_finetune.yaml": {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
@@ -58,10 +58,10 @@ def _tiny_configs(tmp: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train-cli")
-    vae, text, unet, layout = _tiny_configs(tmp)
+    vae, text, unet, finetune = _tiny_configs(tmp)
     args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
-            "--text-config", str(text), "--unet-config", str(unet), "--layout-config",
-            str(layout), "--eval-prompts", "4", "--skip-eval"]
+            "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
+            str(finetune), "--eval-prompts", "4", "--skip-eval"]
     # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
     assert main([*args, "--minutes", "0"]) == UNFINISHED
     report = json.loads((tmp / "run/report.json").read_text())
@@ -75,7 +75,7 @@ def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["vae"]["step"] == 2 and report["text"]["step"] == 2
     assert report["unet"]["step"] == 2
-    assert report["layout"]["step"] == 2 and report["layout"]["finished"] is True
+    assert report["finetune"]["step"] == 2 and report["finetune"]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
     assert (trained / "model/model_index.json").is_file()
@@ -85,7 +85,7 @@ def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    for stage in ("text", "unet", "layout"):
+    for stage in ("text", "unet", "finetune"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
 
@@ -110,9 +110,9 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
 
 
 def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
-    vae, text, unet, layout = _tiny_configs(tmp_path)
+    vae, text, unet, finetune = _tiny_configs(tmp_path)
     args = ["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
-            "--unet-config", str(unet), "--no-text-stage", "--no-layout-stage",
+            "--unet-config", str(unet), "--no-text-stage", "--no-finetune-stage",
             "--eval-prompts", "4", "--skip-eval"]
     assert main([*args, "--vae-from", str(trained / "model")]) == 0
     report = json.loads((tmp_path / "run/report.json").read_text())

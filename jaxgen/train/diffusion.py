@@ -36,8 +36,9 @@ class Timesteps:
     Uniform over [0, T) by default. With `high_noise_fraction` > 0 each example is drawn from
     [high_noise_from, T) with that probability instead: the highest noise levels are where the
     sampler's first steps decide the layout from the caption alone, and a uniform draw gives
-    them a few percent of the training (docs/default-model.md, "How stage 3 taught it
-    position").
+    them a few percent of the training. The default model's stages draw uniformly; the
+    weighted draw taught position but drew two-object scenes worse (docs/default-model.md,
+    "How stage 3 was chosen").
     """
 
     high_noise_fraction: float = 0.0

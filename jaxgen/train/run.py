@@ -1,13 +1,14 @@
-"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, layout; export + eval.
+"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, fine-tune; export + eval.
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
 only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the text encoder;
 skipped with text_config None, when it trains with the UNet) are finished (its latents and
-caption states must not change under it), stage 3 (layout: stage 2's weights trained on at
-high noise) once stage 2 is; export and evaluation run once the last stage is finished (or with
-export_unfinished, on the weights of the stage that stopped). Everything lands in `work_dir`:
-checkpoints, metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
+caption states must not change under it), stage 3 (fine-tune: stage 2's weights trained on
+at a lower learning rate) once stage 2 is; export and evaluation run once the last stage is
+finished (or with export_unfinished, on the weights of the stage that stopped). Everything
+lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
+contact sheet).
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ class TrainOptions:
     # text encoder trains with the UNet in stage 2, the previous recipe.
     text_config: Path | None = Path("configs/train/shapes_text.yaml")
     # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
-    layout_config: Path | None = Path("configs/train/shapes_unet_layout.yaml")
+    finetune_config: Path | None = Path("configs/train/shapes_unet_finetune.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
     vae_steps: int | None = None  # override the configs' steps
     text_steps: int | None = None
     unet_steps: int | None = None
-    layout_steps: int | None = None
+    finetune_steps: int | None = None
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
@@ -72,7 +73,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     )
 
     configs = (options.vae_config, options.text_config, options.unet_config,
-               options.layout_config)
+               options.finetune_config)
     for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
@@ -86,11 +87,11 @@ def train_shapes_model(options: TrainOptions) -> int:
     unet_stage = UNetStage.from_yaml(options.unet_config, tokenizer)
     unet_stage = dataclasses.replace(unet_stage,
                                      train=_with_steps(unet_stage.train, options.unet_steps))
-    layout_stage = None
-    if options.layout_config is not None:
-        layout_stage = unet_stage.continued(options.layout_config)
-        layout_stage = dataclasses.replace(
-            layout_stage, train=_with_steps(layout_stage.train, options.layout_steps))
+    finetune_stage = None
+    if options.finetune_config is not None:
+        finetune_stage = unet_stage.continued(options.finetune_config)
+        finetune_stage = dataclasses.replace(
+            finetune_stage, train=_with_steps(finetune_stage.train, options.finetune_steps))
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
@@ -98,7 +99,8 @@ def train_shapes_model(options: TrainOptions) -> int:
     report: dict = {"configs": {"vae": str(vae_source),
                                 "text": options.text_config and str(options.text_config),
                                 "unet": str(options.unet_config),
-                                "layout": options.layout_config and str(options.layout_config)}}
+                                "finetune": options.finetune_config
+                                and str(options.finetune_config)}}
 
     if options.vae_from is not None:
         vae_config, vae_params = _shipped_vae(options.vae_from, vae_stage.vae)
@@ -130,13 +132,13 @@ def train_shapes_model(options: TrainOptions) -> int:
                           minutes=options.minutes, text_params=text_params)
     if not _record(report, "unet", "stage 2 (UNet)", unet) and not options.export_unfinished:
         return _write_report(work, report, UNFINISHED)
-    if unet.finished and layout_stage is not None:
+    if unet.finished and finetune_stage is not None:
         # New scenes: stage 3's step s trains on the batch after stage 2's last.
-        unet = run_unet_stage(layout_stage, vae_config, vae_params, tokenizer, work / "layout",
+        unet = run_unet_stage(finetune_stage, vae_config, vae_params, tokenizer, work / "finetune",
                               minutes=options.minutes, start_params=unet.params,
                               first_batch=unet_stage.train.steps, text_params=text_params,
-                              desc="layout")
-        if not _record(report, "layout", "stage 3 (layout)", unet) and \
+                              desc="finetune")
+        if not _record(report, "finetune", "stage 3 (fine-tune)", unet) and \
                 not options.export_unfinished:
             return _write_report(work, report, UNFINISHED)
 

@@ -3,9 +3,9 @@
 Stage 1 trains the VAE. Stage 0 pretrains the text encoder alone to state each caption's scene
 (jaxgen.train.text), and stage 2 trains the UNet on latents of the frozen stage-1 VAE (its EMA
 weights), reading that encoder frozen; without stage 0 (`jaxgen train --no-text-stage`) stage 2
-trains a fresh text encoder together with the UNet. Stage 3 (layout) trains stage
-2's EMA weights on with its own optimiser and timestep draw, weighted toward the highest noise
-levels. Each stage lives in its own work directory (orbax checkpoints + metrics.jsonl) and
+trains a fresh text encoder together with the UNet. Stage 3 (fine-tune) trains stage 2's EMA
+weights on with a fresh optimiser at a lower learning rate (its own `train` and `timesteps`
+sections). Each stage lives in its own work directory (orbax checkpoints + metrics.jsonl) and
 resumes from its latest checkpoint when run again.
 """
 
