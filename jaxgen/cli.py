@@ -268,7 +268,9 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae-steps", type=int, help="override the VAE config's steps")
     p.add_argument("--text-steps", type=int, help="override the text config's steps")
     p.add_argument("--unet-steps", type=int, help="override the UNet config's steps")
-    p.add_argument("--finetune-steps", type=int, help="override the fine-tune config's steps")
+    p.add_argument("--finetune-steps", type=int,
+                   help="override the fine-tune config's steps (of each pass)")
+    p.add_argument("--finetune-passes", type=int, help="override the fine-tune config's passes")
     p.add_argument("--export-dir", type=Path, help="model directory to write "
                    "(default: WORK_DIR/model)")
     p.add_argument("--export-unfinished", action="store_true",

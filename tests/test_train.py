@@ -47,6 +47,7 @@ from jaxgen.train.stages import (
     UNetStage,
     VAEStage,
     calibrated_vae,
+    finetune_passes,
     run_unet_stage,
     run_vae_stage,
 )
@@ -343,7 +344,12 @@ def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, 
     assert finetune.timesteps == Timesteps(high_noise_from=900)  # its own section, read
     assert finetune.train.learning_rate < stage2.train.learning_rate
     assert finetune.train.seed != stage2.train.seed
+    assert finetune_passes(ROOT / "configs/train/shapes_unet_finetune.yaml") == 2
     bad = tmp_path / "bad.yaml"
+    for passes in ("0", "two", "true"):
+        bad.write_text(f"passes: {passes}\ntrain:\n  steps: 5\n")
+        with pytest.raises(ValueError, match=r"bad.yaml: passes=.*: must be a whole number"):
+            finetune_passes(bad)
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
     with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
         stage2.continued(bad)

@@ -75,7 +75,9 @@ def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["vae"]["step"] == 2 and report["text"]["step"] == 2
     assert report["unet"]["step"] == 2
-    assert report["finetune"]["step"] == 2 and report["finetune"]["finished"] is True
+    # The shipped fine-tune config runs two passes, the second in its own folder.
+    for key in ("finetune", "finetune-2"):
+        assert report[key]["step"] == 2 and report[key]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
     assert (trained / "model/model_index.json").is_file()
@@ -85,9 +87,20 @@ def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    for stage in ("text", "unet", "finetune"):
+    for stage in ("text", "unet", "finetune", "finetune-2"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
+
+
+def test_finetune_passes_and_work_dir_are_checked_before_training(tmp_path, capsys):
+    assert main(["train", "--work-dir", str(tmp_path / "run"), "--finetune-passes", "0"]) == 2
+    assert "finetune_passes=0: must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # stopped before anything was written
+    # A work dir from before stage 3 was renamed: its checkpoints are not silently ignored.
+    (tmp_path / "old/layout").mkdir(parents=True)
+    assert main(["train", "--work-dir", str(tmp_path / "old")]) == 2
+    assert f"{tmp_path / 'old/layout'}: stage 3 from before it was renamed fine-tune" in \
+        capsys.readouterr().err
 
 
 def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trained):

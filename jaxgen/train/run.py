@@ -5,10 +5,10 @@ the same command continues the unfinished stage from its latest orbax checkpoint
 only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the text encoder;
 skipped with text_config None, when it trains with the UNet) are finished (its latents and
 caption states must not change under it), stage 3 (fine-tune: stage 2's weights trained on
-at a lower learning rate) once stage 2 is; export and evaluation run once the last stage is
-finished (or with export_unfinished, on the weights of the stage that stopped). Everything
-lands in `work_dir`: checkpoints, metrics.jsonl per stage, report.json, and eval/ (report +
-contact sheet).
+at a lower learning rate, in its config's `passes`: finetune/, finetune-2/, ...) once stage 2
+is; export and evaluation run once the last stage is finished (or with export_unfinished, on
+the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
+metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class TrainOptions:
     vae_steps: int | None = None  # override the configs' steps
     text_steps: int | None = None
     unet_steps: int | None = None
-    finetune_steps: int | None = None
+    finetune_steps: int | None = None  # per pass
+    finetune_passes: int | None = None  # override the fine-tune config's passes
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
@@ -66,12 +67,16 @@ def train_shapes_model(options: TrainOptions) -> int:
         UNetStage,
         VAEStage,
         calibrated_vae,
+        finetune_passes,
         read_train_section,
         run_text_stage,
         run_unet_stage,
         run_vae_stage,
     )
 
+    if options.finetune_passes is not None and options.finetune_passes < 1:
+        raise ValueError(f"finetune_passes={options.finetune_passes}: must be >= 1")
+    _check_old_layout_dir(Path(options.work_dir))
     configs = (options.vae_config, options.text_config, options.unet_config,
                options.finetune_config)
     for path in (p for p in configs if p is not None):
@@ -87,11 +92,14 @@ def train_shapes_model(options: TrainOptions) -> int:
     unet_stage = UNetStage.from_yaml(options.unet_config, tokenizer)
     unet_stage = dataclasses.replace(unet_stage,
                                      train=_with_steps(unet_stage.train, options.unet_steps))
-    finetune_stage = None
+    finetune_stages = []
     if options.finetune_config is not None:
-        finetune_stage = unet_stage.continued(options.finetune_config)
-        finetune_stage = dataclasses.replace(
-            finetune_stage, train=_with_steps(finetune_stage.train, options.finetune_steps))
+        first = unet_stage.continued(options.finetune_config)
+        first = dataclasses.replace(first, train=_with_steps(first.train, options.finetune_steps))
+        finetune_stages = [
+            dataclasses.replace(first, train=dataclasses.replace(first.train,
+                                                                 seed=first.train.seed + i))
+            for i in range(options.finetune_passes or finetune_passes(options.finetune_config))]
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
@@ -132,15 +140,19 @@ def train_shapes_model(options: TrainOptions) -> int:
                           minutes=options.minutes, text_params=text_params)
     if not _record(report, "unet", "stage 2 (UNet)", unet) and not options.export_unfinished:
         return _write_report(work, report, UNFINISHED)
-    if unet.finished and finetune_stage is not None:
-        # New scenes: stage 3's step s trains on the batch after stage 2's last.
-        unet = run_unet_stage(finetune_stage, vae_config, vae_params, tokenizer, work / "finetune",
+    # New scenes: each fine-tune pass's step s trains on the batch after the last one before it.
+    first_batch = unet_stage.train.steps
+    for i, stage in enumerate(finetune_stages if unet.finished else []):
+        key = "finetune" if i == 0 else f"finetune-{i + 1}"
+        unet = run_unet_stage(stage, vae_config, vae_params, tokenizer, work / key,
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=unet_stage.train.steps, text_params=text_params,
-                              desc="finetune")
-        if not _record(report, "finetune", "stage 3 (fine-tune)", unet) and \
-                not options.export_unfinished:
-            return _write_report(work, report, UNFINISHED)
+                              first_batch=first_batch, text_params=text_params, desc=key)
+        first_batch += stage.train.steps
+        label = f"stage 3 (fine-tune, pass {i + 1} of {len(finetune_stages)})"
+        if not _record(report, key, label, unet):
+            if not options.export_unfinished:
+                return _write_report(work, report, UNFINISHED)
+            break
 
     export_dir = Path(options.export_dir or work / "model")
     params = {**unet.params, "vae": vae_params}
@@ -157,6 +169,14 @@ def train_shapes_model(options: TrainOptions) -> int:
         report["eval"] = evaluate_model(export_dir, work / "eval", settings, unet_stage.data)
         print(summary(report["eval"]))
     return _write_report(work, report, 0)
+
+
+def _check_old_layout_dir(work: Path) -> None:
+    """Stage 3 was called "layout" until 2026-11-24; its checkpoints there would be ignored."""
+    if (work / "layout").exists() and not (work / "finetune").exists():
+        raise ValueError(f"{work / 'layout'}: stage 3 from before it was renamed fine-tune; "
+                         f"rename it to {work / 'finetune'} to continue it, or remove it to "
+                         "train stage 3 afresh")
 
 
 def _check_vae_source(work: Path, vae_from: Path | None) -> None:

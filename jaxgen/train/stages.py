@@ -114,10 +114,22 @@ class UNetStage:
         weights on, so only how it trains may differ.
         """
         raw, src = read_yaml(path), str(path)
-        _check_sections(raw, {"train", "timesteps"}, src)
+        _check_sections(raw, {"train", "timesteps", "passes"}, src)
         return dataclasses.replace(
             self, train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
+
+
+def finetune_passes(path: str | Path) -> int:
+    """How many times a continuation YAML's stage runs (its `passes`, default 1).
+
+    Each pass starts a fresh optimiser (warmup + cosine) on the previous pass's EMA weights,
+    with seed + pass index and the batches after the previous pass's last.
+    """
+    passes = read_yaml(path).get("passes", 1)
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"{path}: passes={passes!r}: must be a whole number >= 1")
+    return passes
 
 
 def read_train_section(path: str | Path) -> TrainConfig:
