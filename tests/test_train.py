@@ -344,12 +344,16 @@ def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, 
     assert finetune.timesteps == Timesteps(high_noise_from=900)  # its own section, read
     assert finetune.train.learning_rate < stage2.train.learning_rate
     assert finetune.train.seed != stage2.train.seed
-    assert finetune_passes(ROOT / "configs/train/shapes_unet_finetune.yaml") == 2
+    # Two passes, the same but for the seed (each pass draws its own noise and timesteps).
+    passes = finetune_passes(finetune, ROOT / "configs/train/shapes_unet_finetune.yaml")
+    assert [p.train.seed for p in passes] == [finetune.train.seed, finetune.train.seed + 1]
+    assert [dataclasses.replace(p, train=finetune.train) for p in passes] == [finetune] * 2
+    assert len(finetune_passes(finetune, ROOT / "missing.yaml", passes=3)) == 3  # override
     bad = tmp_path / "bad.yaml"
-    for passes in ("0", "two", "true"):
-        bad.write_text(f"passes: {passes}\ntrain:\n  steps: 5\n")
+    for value in ("0", "two", "true"):
+        bad.write_text(f"passes: {value}\ntrain:\n  steps: 5\n")
         with pytest.raises(ValueError, match=r"bad.yaml: passes=.*: must be a whole number"):
-            finetune_passes(bad)
+            finetune_passes(finetune, bad)
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
     with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
         stage2.continued(bad)

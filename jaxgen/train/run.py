@@ -96,10 +96,8 @@ def train_shapes_model(options: TrainOptions) -> int:
     if options.finetune_config is not None:
         first = unet_stage.continued(options.finetune_config)
         first = dataclasses.replace(first, train=_with_steps(first.train, options.finetune_steps))
-        finetune_stages = [
-            dataclasses.replace(first, train=dataclasses.replace(first.train,
-                                                                 seed=first.train.seed + i))
-            for i in range(options.finetune_passes or finetune_passes(options.finetune_config))]
+        finetune_stages = finetune_passes(first, options.finetune_config,
+                                          options.finetune_passes)
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)

@@ -120,16 +120,21 @@ class UNetStage:
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
 
-def finetune_passes(path: str | Path) -> int:
-    """How many times a continuation YAML's stage runs (its `passes`, default 1).
+def finetune_passes(stage: UNetStage, path: str | Path, passes: int | None = None
+                    ) -> list[UNetStage]:
+    """The passes of a continuation YAML's stage (its `passes`, default 1; `passes` overrides).
 
-    Each pass starts a fresh optimiser (warmup + cosine) on the previous pass's EMA weights,
-    with seed + pass index and the batches after the previous pass's last.
+    Each pass trains `stage` (the continued one) with a fresh optimiser (warmup + cosine) on
+    the previous pass's EMA weights; pass k uses seed + k - 1, and run_unet_stage's
+    first_batch gives it the batches after the previous pass's last.
     """
-    passes = read_yaml(path).get("passes", 1)
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f"{path}: passes={passes!r}: must be a whole number >= 1")
-    return passes
+    if passes is None:
+        passes = read_yaml(path).get("passes", 1)
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"{path}: passes={passes!r}: must be a whole number >= 1")
+    return [dataclasses.replace(stage, train=dataclasses.replace(stage.train,
+                                                                 seed=stage.train.seed + k))
+            for k in range(passes)]
 
 
 def read_train_section(path: str | Path) -> TrainConfig:
