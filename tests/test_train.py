@@ -349,6 +349,8 @@ def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, 
     assert [p.train.seed for p in passes] == [finetune.train.seed, finetune.train.seed + 1]
     assert [dataclasses.replace(p, train=finetune.train) for p in passes] == [finetune] * 2
     assert len(finetune_passes(finetune, ROOT / "missing.yaml", passes=3)) == 3  # override
+    with pytest.raises(ValueError, match=r"finetune_passes=0: must be a whole number >= 1"):
+        finetune_passes(finetune, ROOT / "missing.yaml", passes=0)
     bad = tmp_path / "bad.yaml"
     for value in ("0", "two", "true"):
         bad.write_text(f"passes: {value}\ntrain:\n  steps: 5\n")

@@ -75,6 +75,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     )
 
     if options.finetune_passes is not None and options.finetune_passes < 1:
+        # here too, and not only in finetune_passes: before the work dir is written to
         raise ValueError(f"finetune_passes={options.finetune_passes}: must be >= 1")
     _check_old_layout_dir(Path(options.work_dir))
     configs = (options.vae_config, options.text_config, options.unet_config,

@@ -128,10 +128,12 @@ def finetune_passes(stage: UNetStage, path: str | Path, passes: int | None = Non
     the previous pass's EMA weights; pass k uses seed + k - 1, and run_unet_stage's
     first_batch gives it the batches after the previous pass's last.
     """
+    source = "finetune_passes" if passes is not None else f"{path}: passes"
     if passes is None:
         passes = read_yaml(path).get("passes", 1)
-        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-            raise ValueError(f"{path}: passes={passes!r}: must be a whole number >= 1")
+    # Checked for the override too: zero passes would skip stage 3 without a word.
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"{source}={passes!r}: must be a whole number >= 1")
     return [dataclasses.replace(stage, train=dataclasses.replace(stage.train,
                                                                  seed=stage.train.seed + k))
             for k in range(passes)]
