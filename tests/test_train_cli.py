@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -90,6 +92,40 @@ def test_train_command_resumes_trains_all_four_stages_and_exports(trained):
     for stage in ("text", "unet", "finetune", "finetune-2"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
+
+
+def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches(
+        trained, tmp_path, monkeypatch):
+    import jaxgen.train.stages as stages  # run.py imports it when it runs: patch here
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append((kwargs.get("desc", "unet"), kwargs.get("first_batch", 0),
+                      kwargs.get("start_params"), result))
+        return result
+
+    real = stages.run_unet_stage
+    monkeypatch.setattr(stages, "run_unet_stage", spy)
+    # Rerun on a copy of the finished work dir: every stage resumes at its end, and the
+    # chain between them is what each call is handed.
+    shutil.copytree(trained, tmp_path / "run")
+    vae, text, unet, finetune = _tiny_configs(tmp_path)
+    assert main(["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
+                 "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
+                 str(finetune), "--eval-prompts", "4", "--skip-eval"]) == 0
+    assert [(desc, first) for desc, first, _, _ in calls] == [
+        ("unet", 0), ("finetune", 2), ("finetune-2", 4)]  # after stage 2's 2 steps, pass 1's 2
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in
+                   zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+    for (_, _, _, before), (_, _, start, _) in itertools.pairwise(calls):
+        assert same(start, before.params)  # the previous stage's EMA weights...
+        assert not same(start, before.state.params)  # ...not its raw ones
+    assert not same(calls[2][3].params, calls[1][3].params)  # pass 2 trained on
 
 
 def test_finetune_passes_and_work_dir_are_checked_before_training(tmp_path, capsys):
