@@ -47,6 +47,7 @@ from jaxgen.train.stages import (
     UNetStage,
     VAEStage,
     calibrated_vae,
+    finetune_pass_count,
     finetune_passes,
     run_unet_stage,
     run_vae_stage,
@@ -345,17 +346,18 @@ def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, 
     assert finetune.train.learning_rate < stage2.train.learning_rate
     assert finetune.train.seed != stage2.train.seed
     # Two passes, the same but for the seed (each pass draws its own noise and timesteps).
-    passes = finetune_passes(finetune, ROOT / "configs/train/shapes_unet_finetune.yaml")
+    count = finetune_pass_count(ROOT / "configs/train/shapes_unet_finetune.yaml")
+    passes = finetune_passes(finetune, count)
     assert [p.train.seed for p in passes] == [finetune.train.seed, finetune.train.seed + 1]
     assert [dataclasses.replace(p, train=finetune.train) for p in passes] == [finetune] * 2
-    assert len(finetune_passes(finetune, ROOT / "missing.yaml", passes=3)) == 3  # override
+    assert finetune_pass_count(ROOT / "missing.yaml", passes=3) == 3  # override, YAML unread
     with pytest.raises(ValueError, match=r"finetune_passes=0: must be a whole number >= 1"):
-        finetune_passes(finetune, ROOT / "missing.yaml", passes=0)
+        finetune_pass_count(ROOT / "missing.yaml", passes=0)
     bad = tmp_path / "bad.yaml"
     for value in ("0", "two", "true"):
         bad.write_text(f"passes: {value}\ntrain:\n  steps: 5\n")
         with pytest.raises(ValueError, match=r"bad.yaml: passes=.*: must be a whole number"):
-            finetune_passes(finetune, bad)
+            finetune_pass_count(bad)
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
     with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
         stage2.continued(bad)

@@ -130,8 +130,13 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
 
 def test_finetune_passes_and_work_dir_are_checked_before_training(tmp_path, capsys):
     assert main(["train", "--work-dir", str(tmp_path / "run"), "--finetune-passes", "0"]) == 2
-    assert "finetune_passes=0: must be >= 1" in capsys.readouterr().err
+    assert "finetune_passes=0: must be a whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # stopped before anything was written
+    bad = tmp_path / "finetune.yaml"  # the same for the config's own count
+    bad.write_text("passes: 0\ntrain:\n  steps: 5\n")
+    assert main(["train", "--work-dir", str(tmp_path / "run"), "--finetune-config", str(bad)]) == 2
+    assert f"{bad}: passes=0: must be a whole number >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     # A work dir from before stage 3 was renamed: its checkpoints are not silently ignored.
     (tmp_path / "old/layout").mkdir(parents=True)
     assert main(["train", "--work-dir", str(tmp_path / "old")]) == 2

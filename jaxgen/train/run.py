@@ -67,6 +67,7 @@ def train_shapes_model(options: TrainOptions) -> int:
         UNetStage,
         VAEStage,
         calibrated_vae,
+        finetune_pass_count,
         finetune_passes,
         read_train_section,
         run_text_stage,
@@ -74,15 +75,15 @@ def train_shapes_model(options: TrainOptions) -> int:
         run_vae_stage,
     )
 
-    if options.finetune_passes is not None and options.finetune_passes < 1:
-        # here too, and not only in finetune_passes: before the work dir is written to
-        raise ValueError(f"finetune_passes={options.finetune_passes}: must be >= 1")
     _check_old_layout_dir(Path(options.work_dir))
     configs = (options.vae_config, options.text_config, options.unet_config,
                options.finetune_config)
     for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
+    passes = 0  # read before anything is written: a bad count stops the run at once
+    if options.finetune_config is not None or options.finetune_passes is not None:
+        passes = finetune_pass_count(options.finetune_config, options.finetune_passes)
     work = Path(options.work_dir)
     _check_vae_source(work, options.vae_from)
     _check_text_source(work, options.text_config)
@@ -97,8 +98,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     if options.finetune_config is not None:
         first = unet_stage.continued(options.finetune_config)
         first = dataclasses.replace(first, train=_with_steps(first.train, options.finetune_steps))
-        finetune_stages = finetune_passes(first, options.finetune_config,
-                                          options.finetune_passes)
+        finetune_stages = finetune_passes(first, passes)
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)

@@ -120,20 +120,23 @@ class UNetStage:
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
 
-def finetune_passes(stage: UNetStage, path: str | Path, passes: int | None = None
-                    ) -> list[UNetStage]:
-    """The passes of a continuation YAML's stage (its `passes`, default 1; `passes` overrides).
-
-    Each pass trains `stage` (the continued one) with a fresh optimiser (warmup + cosine) on
-    the previous pass's EMA weights; pass k uses seed + k - 1, and run_unet_stage's
-    first_batch gives it the batches after the previous pass's last.
-    """
+def finetune_pass_count(path: str | Path | None, passes: int | None = None) -> int:
+    """How many passes stage 3 runs: `passes` if given, else the YAML's `passes` (default 1)."""
     source = "finetune_passes" if passes is not None else f"{path}: passes"
     if passes is None:
         passes = read_yaml(path).get("passes", 1)
     # Checked for the override too: zero passes would skip stage 3 without a word.
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f"{source}={passes!r}: must be a whole number >= 1")
+    return passes
+
+
+def finetune_passes(stage: UNetStage, passes: int) -> list[UNetStage]:
+    """`passes` copies of a continued stage (finetune_pass_count), pass k with seed + k - 1.
+
+    Each pass trains with a fresh optimiser (warmup + cosine) on the previous pass's EMA
+    weights; run_unet_stage's first_batch gives it the batches after the previous pass's last.
+    """
     return [dataclasses.replace(stage, train=dataclasses.replace(stage.train,
                                                                  seed=stage.train.seed + k))
             for k in range(passes)]
