@@ -264,6 +264,12 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
                    help="stage 3: stage 2's weights trained on at a lower learning rate")
     p.add_argument("--no-finetune-stage", action="store_const", const=None, dest="finetune_config",
                    help="export stage 2's weights, without stage 3")
+    p.add_argument("--wording-config", type=Path,
+                   default=Path("configs/train/shapes_wording.yaml"),
+                   help="stage 4: the text encoder trained on through the frozen UNet on varied "
+                   "wordings")
+    p.add_argument("--no-wording-stage", action="store_const", const=None, dest="wording_config",
+                   help="export stage 3's weights, without stage 4")
     p.add_argument("--minutes", type=float, help="time budget per stage for this invocation")
     p.add_argument("--vae-steps", type=int, help="override the VAE config's steps")
     p.add_argument("--text-steps", type=int, help="override the text config's steps")
@@ -271,6 +277,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-steps", type=int,
                    help="override the fine-tune config's steps (of each pass)")
     p.add_argument("--finetune-passes", type=int, help="override the fine-tune config's passes")
+    p.add_argument("--wording-steps", type=int, help="override the wording config's steps")
     p.add_argument("--export-dir", type=Path, help="model directory to write "
                    "(default: WORK_DIR/model)")
     p.add_argument("--export-unfinished", action="store_true",

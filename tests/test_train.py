@@ -54,6 +54,7 @@ from jaxgen.train.stages import (
 )
 from jaxgen.train.state import create_state
 from jaxgen.train.vae import VAELoss, init_vae
+from jaxgen.train.wording import FUNCTION_WORDS, vary_wording
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lower XLA's optimisation level: tiny models then compile ~3x faster on the 2-core CPU.
@@ -147,6 +148,32 @@ def test_training_captions_drop_out_at_the_set_rate_and_skip_held_out_templates(
     assert PAIR_TEMPLATES[2].endswith(", {bg} background")
     assert not any(c.endswith(" background") and "," in c for c in captions)
     assert all(parse_caption(c).objects for c in captions if c)
+
+
+def test_varied_wordings_state_the_same_scene_and_never_take_a_held_out_form():
+    varying = dataclasses.replace(DATA, vary_wording=1.0)
+    plain = [training_caption(DATA, s) for s in range(1500)]
+    varied = [training_caption(varying, s) for s in range(1500)]
+    assert varied == [training_caption(varying, s) for s in range(1500)]  # a function of seed
+    assert [v == "" for v in varied] == [p == "" for p in plain]  # the same caption dropout
+    pairs = [(p, v) for p, v in zip(plain, varied, strict=True) if p]
+    assert sum(p != v for p, v in pairs) > 0.9 * len(pairs)
+    assert all(parse_caption(v) == parse_caption(p) for p, v in pairs)
+    # Variations in a held-out template's form are not used; the form is what is caught.
+    assert not any(varying.is_held_out_wording(v) for v in varied)
+    for seed in range(40):
+        scene = sample_scene(seed)
+        held = DATA.holdout_single[0] if len(scene.objects) == 1 else DATA.holdout_pair[0]
+        assert DATA.is_held_out_wording(caption(scene, seed, template=held))
+        assert not DATA.is_held_out_wording(caption(scene, seed, template=0))
+    # The scene's words stay, in order; each function word goes half the time.
+    text = "a small red circle at the top left on a blue background"
+    outs = [vary_wording(text, np.random.default_rng(k)).replace(",", "") for k in range(400)]
+    scene_words = [w for w in text.split() if w not in FUNCTION_WORDS]
+    assert all([w for w in o.split() if w not in FUNCTION_WORDS] == scene_words for o in outs)
+    assert 0.4 < np.mean(["the" not in o.split() for o in outs]) < 0.6
+    with pytest.raises(ValueError, match=r"data vary_wording=1.5: must be in \[0, 1\]"):
+        ShapesData(vary_wording=1.5)
 
 
 def test_every_template_fits_the_shapes_tokenizer_untruncated(tiny):
@@ -361,6 +388,22 @@ def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, 
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
     with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
         stage2.continued(bad)
+
+
+def test_wording_yaml_varies_stage_2s_captions_and_keeps_its_models(tiny, tmp_path):
+    stage2 = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
+    wording = stage2.reworded(ROOT / "configs/train/shapes_wording.yaml")
+    assert wording.data == dataclasses.replace(stage2.data, vary_wording=0.5)
+    assert (wording.unet, wording.text_encoder, wording.schedule) == (
+        stage2.unet, stage2.text_encoder, stage2.schedule)
+    assert wording.timesteps == Timesteps() and wording.train.seed != stage2.train.seed
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  vary_wording: 2\n")
+    with pytest.raises(ValueError, match=r"data vary_wording=2: must be in \[0, 1\]"):
+        stage2.reworded(bad)
+    bad.write_text("timesteps:\n  high_noise_fraction: 0.5\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown sections \['timesteps'\]"):
+        stage2.reworded(bad)
 
 
 def test_continued_stage_starts_from_the_given_weights(tiny, uninterrupted, tmp_path):

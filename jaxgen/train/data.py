@@ -17,6 +17,7 @@ import numpy as np
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, render, sample_scene
 from jaxgen.shapes.captions import POSITION_AT, POSITION_IN, RELATION_PHRASES, SIZE_WORDS
 from jaxgen.shapes.scene import COLOURS, SHAPES
+from jaxgen.train.wording import template_pattern, vary_wording
 from jaxgen.weights.tokenizer import write_clip_tokenizer
 
 TRAIN_SEED_LIMIT = 1_000_000_000
@@ -33,6 +34,8 @@ class ShapesData:
     """
 
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch used by CFG
+    # Share of captions rewritten by jaxgen.train.wording.vary_wording (the wording stage).
+    vary_wording: float = 0.0
     holdout_single: tuple[int, ...] = (4,)
     holdout_pair: tuple[int, ...] = (2,)
     seed: int = 0
@@ -40,12 +43,20 @@ class ShapesData:
     def __post_init__(self) -> None:
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"data caption_dropout={self.caption_dropout!r}: must be in [0, 1)")
+        if not 0 <= self.vary_wording <= 1:
+            raise ValueError(f"data vary_wording={self.vary_wording!r}: must be in [0, 1]")
         for name, templates in (("holdout_single", SINGLE_TEMPLATES),
                                 ("holdout_pair", PAIR_TEMPLATES)):
             held = getattr(self, name)
             if any(not 0 <= i < len(templates) for i in held) or len(held) >= len(templates):
                 raise ValueError(f"data {name}={held!r}: indices must lie in "
                                  f"[0, {len(templates)}) and leave at least one template")
+
+    def is_held_out_wording(self, text: str) -> bool:
+        """Whether `text` has the form of a held-out template (any fields)."""
+        held = ([SINGLE_TEMPLATES[i] for i in self.holdout_single]
+                + [PAIR_TEMPLATES[i] for i in self.holdout_pair])
+        return any(template_pattern(t).fullmatch(text) for t in held)
 
     def train_templates(self, num_objects: int) -> tuple[int, ...]:
         held, n = ((self.holdout_single, len(SINGLE_TEMPLATES)) if num_objects == 1
@@ -93,7 +104,14 @@ def training_caption(data: ShapesData, seed: int) -> str:
     if rng.random() < data.caption_dropout:
         return ""
     allowed = data.train_templates(len(scene.objects))
-    return caption(scene, rng, template=allowed[int(rng.integers(len(allowed)))])
+    text = caption(scene, rng, template=allowed[int(rng.integers(len(allowed)))])
+    # Drawn only when asked for, so captions without it are the ones earlier runs trained on.
+    if data.vary_wording and rng.random() < data.vary_wording:
+        varied = vary_wording(text, rng)
+        # The evaluation's new wordings stay new: a variation in a held-out form is not used.
+        if not data.is_held_out_wording(varied):
+            text = varied
+    return text
 
 
 def images_batch(seeds: np.ndarray) -> np.ndarray:

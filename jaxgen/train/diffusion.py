@@ -129,7 +129,9 @@ def diffusion_loss_fn(unet: UNet2DConditionModel, text: CLIPTextModel, vae: Auto
         # A pretrained text encoder (stage 0) sits in `frozen`; otherwise it trains with the UNet.
         text_params = params.get("text_encoder", frozen.get("text_encoder"))
         context, _ = text.apply({"params": text_params}, batch["input_ids"])
-        out = unet.apply({"params": params["unet"]}, alpha * x0 + sigma * noise, t, context)
+        # The wording stage trains the text encoder alone, through the frozen UNet.
+        unet_params = params.get("unet", frozen.get("unet"))
+        out = unet.apply({"params": unet_params}, alpha * x0 + sigma * noise, t, context)
         target = diffusion_targets(schedule.prediction_type, x0, noise, alpha, sigma)
         mse = jnp.square(out.astype(jnp.float32) - target).mean()
         return mse, {"mse": mse}

@@ -41,12 +41,16 @@ class TrainOptions:
     text_config: Path | None = Path("configs/train/shapes_text.yaml")
     # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
     finetune_config: Path | None = Path("configs/train/shapes_unet_finetune.yaml")
+    # Stage 4's `data` + `train`: stage 0's encoder trained on through the frozen UNet on varied
+    # wordings. None: export stage 3's weights. Needs stage 0 (text_config).
+    wording_config: Path | None = Path("configs/train/shapes_wording.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
     vae_steps: int | None = None  # override the configs' steps
     text_steps: int | None = None
     unet_steps: int | None = None
     finetune_steps: int | None = None  # per pass
     finetune_passes: int | None = None  # override the fine-tune config's passes
+    wording_steps: int | None = None
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
@@ -73,17 +77,21 @@ def train_shapes_model(options: TrainOptions) -> int:
         run_text_stage,
         run_unet_stage,
         run_vae_stage,
+        run_wording_stage,
     )
 
     _check_old_layout_dir(Path(options.work_dir))
     configs = (options.vae_config, options.text_config, options.unet_config,
-               options.finetune_config)
+               options.finetune_config, options.wording_config)
     for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
     passes = 0  # read before anything is written: a bad count stops the run at once
     if options.finetune_config is not None or options.finetune_passes is not None:
         passes = finetune_pass_count(options.finetune_config, options.finetune_passes)
+    if options.wording_config is not None and options.text_config is None:
+        raise ValueError(f"wording_config {str(options.wording_config)!r}: stage 4 trains stage "
+                         "0's text encoder; with --no-text-stage pass --no-wording-stage too")
     work = Path(options.work_dir)
     _check_vae_source(work, options.vae_from)
     _check_text_source(work, options.text_config)
@@ -99,6 +107,11 @@ def train_shapes_model(options: TrainOptions) -> int:
         first = unet_stage.continued(options.finetune_config)
         first = dataclasses.replace(first, train=_with_steps(first.train, options.finetune_steps))
         finetune_stages = finetune_passes(first, passes)
+    wording_stage = None
+    if options.wording_config is not None:
+        wording_stage = unet_stage.reworded(options.wording_config)
+        wording_stage = dataclasses.replace(
+            wording_stage, train=_with_steps(wording_stage.train, options.wording_steps))
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
@@ -107,7 +120,9 @@ def train_shapes_model(options: TrainOptions) -> int:
                                 "text": options.text_config and str(options.text_config),
                                 "unet": str(options.unet_config),
                                 "finetune": options.finetune_config
-                                and str(options.finetune_config)}}
+                                and str(options.finetune_config),
+                                "wording": options.wording_config
+                                and str(options.wording_config)}}
 
     if options.vae_from is not None:
         vae_config, vae_params = _shipped_vae(options.vae_from, vae_stage.vae)
@@ -152,6 +167,15 @@ def train_shapes_model(options: TrainOptions) -> int:
             if not options.export_unfinished:
                 return _write_report(work, report, UNFINISHED)
             break
+    if wording_stage is not None and unet.finished:
+        wording = run_wording_stage(wording_stage, vae_config, vae_params, tokenizer,
+                                    work / "wording", unet_params=unet.params["unet"],
+                                    text_params=text_params, first_batch=first_batch,
+                                    minutes=options.minutes)
+        if _record(report, "wording", "stage 4 (wording)", wording):
+            text_params = wording.params["text_encoder"]
+        elif not options.export_unfinished:
+            return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
     params = {**unet.params, "vae": vae_params}

@@ -5,8 +5,9 @@ Stage 1 trains the VAE. Stage 0 pretrains the text encoder alone to state each c
 weights), reading that encoder frozen; without stage 0 (`jaxgen train --no-text-stage`) stage 2
 trains a fresh text encoder together with the UNet. Stage 3 (fine-tune) trains stage 2's EMA
 weights on with a fresh optimiser at a lower learning rate (its own `train` and `timesteps`
-sections). Each stage lives in its own work directory (orbax checkpoints + metrics.jsonl) and
-resumes from its latest checkpoint when run again.
+sections). Stage 4 (wording) trains the text encoder alone, through the frozen UNet, on
+captions whose wording varies (jaxgen.train.wording). Each stage lives in its own work directory
+(orbax checkpoints + metrics.jsonl) and resumes from its latest checkpoint when run again.
 """
 
 from __future__ import annotations
@@ -118,6 +119,20 @@ class UNetStage:
         return dataclasses.replace(
             self, train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
+
+
+    def reworded(self, path: str | Path) -> UNetStage:
+        """This stage with the `train` and `data` of a wording-stage YAML (stage 4).
+
+        `data` fields override this stage's (vary_wording); timesteps are drawn uniformly.
+        """
+        raw, src = read_yaml(path), str(path)
+        _check_sections(raw, {"train", "data"}, src)
+        fields = {**dataclasses.asdict(self.data), **(raw.get("data") or {})}
+        data = from_section(ShapesData, fields, f"{src}: data")
+        return dataclasses.replace(
+            self, data=data, timesteps=Timesteps(),
+            train=from_section(TrainConfig, raw.get("train"), f"{src}: train"))
 
 
 def finetune_pass_count(path: str | Path | None, passes: int | None = None) -> int:
@@ -239,3 +254,27 @@ def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tok
     return _run(state, loss,
                 lambda s: shapes_batch(stage.data, s + first_batch, cfg.batch_size, tokenizer),
                 cfg, Path(work_dir), minutes, mesh, compiler_options, progress, desc)
+
+
+def run_wording_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tokenizer: Any,
+                      work_dir: str | Path, *, unet_params: Any, text_params: Any,
+                      first_batch: int = 0, minutes: float | None = None,
+                      mesh: Mesh | None = None, compiler_options: dict | None = None,
+                      progress: bool = True) -> StageResult:
+    """Stage 4: `text_params` trained alone on the denoising loss through the frozen UNet.
+
+    The UNet stays as stage 3 left it, so what changes is only how captions are read:
+    stage.data.vary_wording rewrites a share of them. The result's params: {text_encoder}.
+    """
+    cfg = stage.train
+    dtype = cfg.compute_dtype()
+    unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
+                       CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
+    f32 = lambda tree: jax.tree.map(lambda a: np.asarray(a, np.float32), tree)  # noqa: E731
+    state = create_state({"text_encoder": f32(text_params)}, cfg,
+                         frozen={"vae": f32(vae_params), "unet": f32(unet_params)})
+    loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor,
+                             stage.timesteps)
+    return _run(state, loss,
+                lambda s: shapes_batch(stage.data, s + first_batch, cfg.batch_size, tokenizer),
+                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, "wording")
