@@ -244,6 +244,10 @@ def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engin
 def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
     assert main(["train", "--work-dir", str(tmp_path), "--vae-config", "nope.yaml"]) == 2
     assert "training config nope.yaml: no such file" in capsys.readouterr().err
+    assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-text-stage"]) == 2
+    assert "stage 4 trains stage 0's text encoder; with --no-text-stage pass --no-wording-stage" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     assert main(["eval", "--out", str(tmp_path), "--engine", "torch"]) == 2
     assert "engine='torch': must be one of jaxgen, diffusers" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--prompt-set", "train"]) == 2

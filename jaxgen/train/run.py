@@ -1,4 +1,4 @@
-"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, fine-tune; export + eval.
+"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, fine-tune, wording.
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
@@ -6,7 +6,9 @@ only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the 
 skipped with text_config None, when it trains with the UNet) are finished (its latents and
 caption states must not change under it), stage 3 (fine-tune: stage 2's weights trained on
 at a lower learning rate, in its config's `passes`: finetune/, finetune-2/, ...) once stage 2
-is; export and evaluation run once the last stage is finished (or with export_unfinished, on
+is, and stage 4 (wording: stage 0's encoder trained on through the frozen UNet on reworded
+captions; skipped with wording_config None) once stage 3 is; export and evaluation run once
+the last stage is finished (or with export_unfinished, on
 the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
 metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
 """
