@@ -120,7 +120,6 @@ class UNetStage:
             self, train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
-
     def reworded(self, path: str | Path) -> UNetStage:
         """This stage with the `train` and `data` of a wording-stage YAML (stage 4).
 
@@ -235,25 +234,18 @@ def run_unet_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tok
     text_params: a pretrained text encoder (stage 0), frozen: only the UNet trains.
     first_batch: step s trains on batch s + first_batch, so a continuation sees new scenes.
     """
-    cfg = stage.train
-    dtype = cfg.compute_dtype()
-    unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
-                       CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
-    latent_size = IMAGE_SIZE // vae_config.downscale
     if start_params is None:
-        params = init_denoiser(unet, text, cfg.seed, latent_size, stage.init.zero_outputs)
+        unet, text, _ = _denoiser_modules(stage, vae_config)
+        params = init_denoiser(unet, text, stage.train.seed, IMAGE_SIZE // vae_config.downscale,
+                               stage.init.zero_outputs)
     else:
-        params = jax.tree.map(lambda a: np.asarray(a, np.float32), start_params)
+        params = _float32(start_params)
     frozen = {"vae": jax.tree.map(np.asarray, vae_params)}
     if text_params is not None:
         params = {"unet": params["unet"]}
-        frozen["text_encoder"] = jax.tree.map(lambda a: np.asarray(a, np.float32), text_params)
-    state = create_state(params, cfg, frozen=frozen)
-    loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor,
-                             stage.timesteps)
-    return _run(state, loss,
-                lambda s: shapes_batch(stage.data, s + first_batch, cfg.batch_size, tokenizer),
-                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, desc)
+        frozen["text_encoder"] = _float32(text_params)
+    return _train_denoiser(stage, vae_config, tokenizer, work_dir, params, frozen, first_batch,
+                           minutes, mesh, compiler_options, progress, desc)
 
 
 def run_wording_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, tokenizer: Any,
@@ -266,15 +258,31 @@ def run_wording_stage(stage: UNetStage, vae_config: VAEConfig, vae_params: Any, 
     The UNet stays as stage 3 left it, so what changes is only how captions are read:
     stage.data.vary_wording rewrites a share of them. The result's params: {text_encoder}.
     """
+    frozen = {"vae": jax.tree.map(np.asarray, vae_params), "unet": _float32(unet_params)}
+    return _train_denoiser(stage, vae_config, tokenizer, work_dir,
+                           {"text_encoder": _float32(text_params)}, frozen, first_batch,
+                           minutes, mesh, compiler_options, progress, "wording")
+
+
+def _denoiser_modules(stage: UNetStage, vae_config: VAEConfig) -> tuple:
+    dtype = stage.train.compute_dtype()
+    return (UNet2DConditionModel(stage.unet, dtype), CLIPTextModel(stage.text_encoder, dtype),
+            AutoencoderKL(vae_config, dtype))
+
+
+def _float32(tree: Any) -> Any:
+    return jax.tree.map(lambda a: np.asarray(a, np.float32), tree)
+
+
+def _train_denoiser(stage: UNetStage, vae_config: VAEConfig, tokenizer: Any,
+                    work_dir: str | Path, params: Any, frozen: Any, first_batch: int,
+                    minutes: float | None, mesh: Mesh | None, compiler_options: dict | None,
+                    progress: bool, desc: str) -> StageResult:
+    """The denoising loss on `params`, reading `frozen`; step s trains on batch s + first_batch."""
     cfg = stage.train
-    dtype = cfg.compute_dtype()
-    unet, text, vae = (UNet2DConditionModel(stage.unet, dtype),
-                       CLIPTextModel(stage.text_encoder, dtype), AutoencoderKL(vae_config, dtype))
-    f32 = lambda tree: jax.tree.map(lambda a: np.asarray(a, np.float32), tree)  # noqa: E731
-    state = create_state({"text_encoder": f32(text_params)}, cfg,
-                         frozen={"vae": f32(vae_params), "unet": f32(unet_params)})
+    unet, text, vae = _denoiser_modules(stage, vae_config)
     loss = diffusion_loss_fn(unet, text, vae, stage.schedule, vae_config.scaling_factor,
                              stage.timesteps)
-    return _run(state, loss,
+    return _run(create_state(params, cfg, frozen=frozen), loss,
                 lambda s: shapes_batch(stage.data, s + first_batch, cfg.batch_size, tokenizer),
-                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, "wording")
+                cfg, Path(work_dir), minutes, mesh, compiler_options, progress, desc)

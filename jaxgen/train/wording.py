@@ -14,6 +14,7 @@ evaluation; `template_pattern` lets the data reject those (jaxgen.train.data.Sha
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -45,6 +46,7 @@ def vary_wording(text: str, rng: np.random.Generator) -> str:
     return re.sub(r"\b(an?) (?=\w)", _article_for, text)
 
 
+@functools.cache  # the data asks it of every reworded training caption
 def template_pattern(template: str) -> re.Pattern[str]:
     """A regex whose fullmatch is every caption `template` writes (any fields, "a" or "an")."""
     literals = [re.sub(r"\ba(?=\\ )", "an?", re.escape(part))
@@ -55,4 +57,4 @@ def template_pattern(template: str) -> re.Pattern[str]:
 def _article_for(match: re.Match) -> str:
     # "a" before a vowel became "an" in the template; after a drop the next word may differ.
     nxt = match.string[match.end():match.end() + 1]
-    return ("an " if nxt in "aeiou" else "a ")
+    return "an " if nxt in "aeiou" else "a "
