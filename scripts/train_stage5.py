@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--two-object-share", type=float,
                         help="draw this share of each batch from two-object scenes "
-                             "(default: as training does, about half)")
+                             "(default: as the seeds fall, about half)")
     args = parser.parse_args()
 
     from jaxgen.schedulers import SchedulerConfig
@@ -44,8 +44,6 @@ def main() -> None:
     from jaxgen.train.stages import UNetStage, run_unet_stage
     from jaxgen.weights.model_dir import load_model
 
-    if args.two_object_share is not None:
-        _mix_batches(args.two_object_share)
     model = load_model(args.model)
     configs = ROOT / "configs/train"
     stage = UNetStage.from_yaml(configs / "shapes_unet.yaml", model.tokenizer)
@@ -53,7 +51,8 @@ def main() -> None:
     stage = stage.reworded(configs / "shapes_wording.yaml")  # its data: varied wordings
     # Stage 3's optimiser (lr 3e-4, warmup 100, EMA 0.999), a seed no stage used.
     train = dataclasses.replace(finetune.train, steps=args.steps, seed=5)
-    stage = dataclasses.replace(stage, train=train, timesteps=finetune.timesteps)
+    data = dataclasses.replace(stage.data, two_object_share=args.two_object_share)
+    stage = dataclasses.replace(stage, data=data, train=train, timesteps=finetune.timesteps)
     work = Path(args.work_dir)
     result = run_unet_stage(stage, model.vae, model.params["vae"], model.tokenizer,
                             work / "unet", minutes=args.minutes,
@@ -72,46 +71,6 @@ def main() -> None:
                 "text_encoder": model.params["text_encoder"]},
         dtype="float16")
     print(f"exported {out} (hash {exported.hash})")
-
-
-def _mix_batches(share: float) -> None:
-    """Make the UNet stage's batches `share` two-object scenes (replaces stages.shapes_batch).
-
-    Each step's scene seeds are drawn from their own stream and kept while their group has
-    room; captions and images are made as in training.
-    """
-    import numpy as np
-
-    import jaxgen.train.stages as stages
-    from jaxgen.shapes import sample_scene
-    from jaxgen.train.data import (
-        TRAIN_SEED_LIMIT,
-        images_batch,
-        tokenize_prompts,
-        training_caption,
-    )
-
-    if not 0 <= share <= 1:
-        raise ValueError(f"two_object_share={share!r}: must be in [0, 1]")
-
-    def batch(data, step, batch_size, tokenizer=None):
-        rng = np.random.default_rng([data.seed, step, 0x6D6978])
-        room = {2: round(share * batch_size)}
-        room[1] = batch_size - room[2]
-        seeds = []
-        while len(seeds) < batch_size:
-            seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
-            n = len(sample_scene(seed).objects)
-            if room[n]:
-                room[n] -= 1
-                seeds.append(seed)
-        out = {"images": images_batch(np.array(seeds))}
-        if tokenizer is not None:
-            out["input_ids"] = tokenize_prompts(
-                tokenizer, [training_caption(data, s) for s in seeds])
-        return out
-
-    stages.shapes_batch = batch
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig
 from jaxgen.train.data import (
     ShapesData,
+    scene_seeds,
     shapes_batch,
     tokenize_prompts,
     training_caption,
@@ -174,6 +175,21 @@ def test_varied_wordings_state_the_same_scene_and_never_take_a_held_out_form():
     assert 0.4 < np.mean(["the" not in o.split() for o in outs]) < 0.6
     with pytest.raises(ValueError, match=r"data vary_wording=1.5: must be in \[0, 1\]"):
         ShapesData(vary_wording=1.5)
+
+
+def test_two_object_share_sets_each_batchs_mix_of_scenes():
+    def pairs(data, step):
+        return sum(len(sample_scene(int(s)).objects) == 2 for s in scene_seeds(data, step, 32))
+
+    mixed = dataclasses.replace(DATA, two_object_share=0.75)
+    assert [pairs(mixed, step) for step in range(5)] == [24] * 5
+    assert np.array_equal(scene_seeds(mixed, 3, 32), scene_seeds(mixed, 3, 32))  # pure
+    assert len({int(s) for step in range(5) for s in scene_seeds(mixed, step, 32)}) == 160
+    assert pairs(dataclasses.replace(DATA, two_object_share=0.0), 0) == 0
+    assert pairs(dataclasses.replace(DATA, two_object_share=1.0), 0) == 32
+    assert 0 < pairs(DATA, 0) < 32  # without it, as the seeds fall
+    with pytest.raises(ValueError, match=r"data two_object_share=1.5: must be in \[0, 1\]"):
+        ShapesData(two_object_share=1.5)
 
 
 def test_every_template_fits_the_shapes_tokenizer_untruncated(tiny):

@@ -36,6 +36,9 @@ class ShapesData:
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch used by CFG
     # Share of captions rewritten by jaxgen.train.wording.vary_wording (the wording stage).
     vary_wording: float = 0.0
+    # Share of each batch drawn from two-object scenes (stage 5); None: as the seeds fall,
+    # about half.
+    two_object_share: float | None = None
     holdout_single: tuple[int, ...] = (4,)
     holdout_pair: tuple[int, ...] = (2,)
     seed: int = 0
@@ -45,6 +48,10 @@ class ShapesData:
             raise ValueError(f"data caption_dropout={self.caption_dropout!r}: must be in [0, 1)")
         if not 0 <= self.vary_wording <= 1:
             raise ValueError(f"data vary_wording={self.vary_wording!r}: must be in [0, 1]")
+        share = self.two_object_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)
+                                  or not 0 <= share <= 1):
+            raise ValueError(f"data two_object_share={share!r}: must be in [0, 1]")
         for name, templates in (("holdout_single", SINGLE_TEMPLATES),
                                 ("holdout_pair", PAIR_TEMPLATES)):
             held = getattr(self, name)
@@ -92,8 +99,21 @@ def tokenize_prompts(tokenizer: Any, prompts: list[str]) -> np.ndarray:
 
 def scene_seeds(data: ShapesData, step: int, batch_size: int) -> np.ndarray:
     """The training scene seeds of one step."""
-    rng = np.random.default_rng([data.seed, step])
-    return rng.integers(0, TRAIN_SEED_LIMIT, size=batch_size)
+    if data.two_object_share is None:
+        rng = np.random.default_rng([data.seed, step])
+        return rng.integers(0, TRAIN_SEED_LIMIT, size=batch_size)
+    # Seeds from a stream of their own, each kept while its group (one or two objects) has room.
+    rng = np.random.default_rng([data.seed, step, 0x6D6978])
+    room = {2: round(data.two_object_share * batch_size)}
+    room[1] = batch_size - room[2]
+    seeds = []
+    while len(seeds) < batch_size:
+        seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
+        n = len(sample_scene(seed).objects)
+        if room[n]:
+            room[n] -= 1
+            seeds.append(seed)
+    return np.array(seeds)
 
 
 def training_caption(data: ShapesData, seed: int) -> str:
