@@ -270,6 +270,11 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
                    "wordings")
     p.add_argument("--no-wording-stage", action="store_const", const=None, dest="wording_config",
                    help="export stage 3's weights, without stage 4")
+    p.add_argument("--pairs-config", type=Path, default=Path("configs/train/shapes_pairs.yaml"),
+                   help="stage 5: stage 3's UNet trained on, reading stage 4's encoder, mostly on "
+                   "two-object scenes")
+    p.add_argument("--no-pairs-stage", action="store_const", const=None, dest="pairs_config",
+                   help="export stage 3's UNet, without stage 5")
     p.add_argument("--minutes", type=float, help="time budget per stage for this invocation")
     p.add_argument("--vae-steps", type=int, help="override the VAE config's steps")
     p.add_argument("--text-steps", type=int, help="override the text config's steps")
@@ -278,6 +283,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
                    help="override the fine-tune config's steps (of each pass)")
     p.add_argument("--finetune-passes", type=int, help="override the fine-tune config's passes")
     p.add_argument("--wording-steps", type=int, help="override the wording config's steps")
+    p.add_argument("--pairs-steps", type=int, help="override the pairs config's steps")
     p.add_argument("--export-dir", type=Path, help="model directory to write "
                    "(default: WORK_DIR/model)")
     p.add_argument("--export-unfinished", action="store_true",

@@ -46,6 +46,10 @@ TINY = {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
+    "shapes_pairs.yaml": {
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
 }
 
 
@@ -64,11 +68,11 @@ def _tiny_configs(tmp: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train-cli")
-    vae, text, unet, finetune, wording = _tiny_configs(tmp)
+    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp)
     args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
             "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
-            str(finetune), "--wording-config", str(wording), "--eval-prompts", "4",
-            "--skip-eval"]
+            str(finetune), "--wording-config", str(wording), "--pairs-config", str(pairs),
+            "--eval-prompts", "4", "--skip-eval"]
     # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
     assert main([*args, "--minutes", "0"]) == UNFINISHED
     report = json.loads((tmp / "run/report.json").read_text())
@@ -78,12 +82,12 @@ def trained(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
-def test_train_command_resumes_trains_all_five_stages_and_exports(trained):
+def test_train_command_resumes_trains_all_six_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["vae"]["step"] == 2 and report["text"]["step"] == 2
     assert report["unet"]["step"] == 2
     # The shipped fine-tune config runs two passes, the second in its own folder.
-    for key in ("finetune", "finetune-2", "wording"):
+    for key in ("finetune", "finetune-2", "wording", "pairs"):
         assert report[key]["step"] == 2 and report[key]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
@@ -94,7 +98,7 @@ def test_train_command_resumes_trains_all_five_stages_and_exports(trained):
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    for stage in ("text", "unet", "finetune", "finetune-2", "wording"):
+    for stage in ("text", "unet", "finetune", "finetune-2", "wording", "pairs"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
 
@@ -109,25 +113,27 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
         result = real(*args, **kwargs)
         calls.append((kwargs.get("desc", "unet"), kwargs.get("first_batch", 0),
                       kwargs.get("start_params"), result))
+        texts.append(kwargs.get("text_params"))
         return result
 
     def wording_spy(*args, **kwargs):
         worded.append((kwargs, real_wording(*args, **kwargs)))
         return worded[-1][1]
 
-    real, real_wording, worded = stages.run_unet_stage, stages.run_wording_stage, []
+    real, real_wording, worded, texts = stages.run_unet_stage, stages.run_wording_stage, [], []
     monkeypatch.setattr(stages, "run_unet_stage", spy)
     monkeypatch.setattr(stages, "run_wording_stage", wording_spy)
     # Rerun on a copy of the finished work dir: every stage resumes at its end, and the
     # chain between them is what each call is handed.
     shutil.copytree(trained, tmp_path / "run")
-    vae, text, unet, finetune, wording = _tiny_configs(tmp_path)
+    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp_path)
     assert main(["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
                  "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
-                 str(finetune), "--wording-config", str(wording), "--eval-prompts", "4",
-                 "--skip-eval", "--export-dir", str(tmp_path / "model")]) == 0
-    assert [(desc, first) for desc, first, _, _ in calls] == [
-        ("unet", 0), ("finetune", 2), ("finetune-2", 4)]  # after stage 2's 2 steps, pass 1's 2
+                 str(finetune), "--wording-config", str(wording), "--pairs-config", str(pairs),
+                 "--eval-prompts", "4", "--skip-eval",
+                 "--export-dir", str(tmp_path / "model")]) == 0
+    assert [(desc, first) for desc, first, _, _ in calls] == [  # each after the last's 2 steps
+        ("unet", 0), ("finetune", 2), ("finetune-2", 4), ("pairs", 8)]  # (and stage 4's)
 
     def same(a, b):
         return all(np.array_equal(x, y) for x, y in
@@ -139,14 +145,17 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
     assert not same(calls[2][3].params, calls[1][3].params)  # pass 2 trained on
 
     # Stage 4 trains stage 0's encoder through the last pass's UNet (EMA), on scenes after
-    # its; the export ships the UNet as stage 3 left it and stage 4's encoder (EMA).
+    # its; stage 5 trains that UNet on, reading stage 4's encoder (EMA); the export ships
+    # stage 5's UNet and stage 4's encoder.
     (kwargs, result), = worded
     assert kwargs["first_batch"] == 6 and same(kwargs["unet_params"], calls[2][3].params["unet"])
     assert same(result.state.frozen["unet"], calls[2][3].params["unet"])
     assert not same(result.params["text_encoder"], kwargs["text_params"])
+    assert same(texts[3], result.params["text_encoder"])
+    assert same(calls[3][3].state.frozen["text_encoder"], result.params["text_encoder"])
     exported = load_model(tmp_path / "model").params
     f16 = lambda tree: jax.tree.map(lambda a: np.asarray(a, np.float16), tree)  # noqa: E731
-    assert same(f16(exported["unet"]), f16(calls[2][3].params["unet"]))
+    assert same(f16(exported["unet"]), f16(calls[3][3].params["unet"]))
     assert same(f16(exported["text_encoder"]), f16(result.params["text_encoder"]))
 
 
@@ -186,10 +195,10 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
 
 
 def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
-    vae, text, unet, finetune, wording = _tiny_configs(tmp_path)
+    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp_path)
     args = ["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
             "--unet-config", str(unet), "--no-text-stage", "--no-finetune-stage",
-            "--no-wording-stage", "--eval-prompts", "4", "--skip-eval"]
+            "--no-wording-stage", "--no-pairs-stage", "--eval-prompts", "4", "--skip-eval"]
     assert main([*args, "--vae-from", str(trained / "model")]) == 0
     report = json.loads((tmp_path / "run/report.json").read_text())
     source = load_model(trained / "model")
@@ -246,6 +255,10 @@ def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
     assert "training config nope.yaml: no such file" in capsys.readouterr().err
     assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-text-stage"]) == 2
     assert "stage 4 trains stage 0's text encoder; with --no-text-stage pass --no-wording-stage" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-wording-stage"]) == 2
+    assert "stage 5 reads stage 4's text encoder; with --no-wording-stage pass --no-pairs-stage" \
         in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert main(["eval", "--out", str(tmp_path), "--engine", "torch"]) == 2

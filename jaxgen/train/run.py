@@ -1,4 +1,4 @@
-"""`jaxgen train`: the shapes model from scratch, VAE, text encoder, UNet, fine-tune, wording.
+"""`jaxgen train`: the shapes model from scratch (VAE, text encoder, UNet, and 3 more stages).
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
 the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
@@ -7,7 +7,9 @@ skipped with text_config None, when it trains with the UNet) are finished (its l
 caption states must not change under it), stage 3 (fine-tune: stage 2's weights trained on
 at a lower learning rate, in its config's `passes`: finetune/, finetune-2/, ...) once stage 2
 is, and stage 4 (wording: stage 0's encoder trained on through the frozen UNet on reworded
-captions; skipped with wording_config None) once stage 3 is; export and evaluation run once
+captions; skipped with wording_config None) once stage 3 is, and stage 5 (pairs: stage 3's
+UNet trained on, reading stage 4's encoder, on batches mostly two-object scenes; skipped with
+pairs_config None) once stage 4 is; export and evaluation run once
 the last stage is finished (or with export_unfinished, on
 the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
 metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
@@ -46,6 +48,9 @@ class TrainOptions:
     # Stage 4's `data` + `train`: stage 0's encoder trained on through the frozen UNet on varied
     # wordings. None: export stage 3's weights. Needs stage 0 (text_config).
     wording_config: Path | None = Path("configs/train/shapes_wording.yaml")
+    # Stage 5's `data` + `train`: stage 3's UNet trained on, reading stage 4's encoder, mostly on
+    # two-object scenes. None: export stage 3's UNet. Needs stage 4 (wording_config).
+    pairs_config: Path | None = Path("configs/train/shapes_pairs.yaml")
     minutes: float | None = None  # time budget per stage, per invocation
     vae_steps: int | None = None  # override the configs' steps
     text_steps: int | None = None
@@ -53,6 +58,7 @@ class TrainOptions:
     finetune_steps: int | None = None  # per pass
     finetune_passes: int | None = None  # override the fine-tune config's passes
     wording_steps: int | None = None
+    pairs_steps: int | None = None
     export_dir: Path | None = None  # default: work_dir/model
     export_unfinished: bool = False
     export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
@@ -84,7 +90,7 @@ def train_shapes_model(options: TrainOptions) -> int:
 
     _check_old_layout_dir(Path(options.work_dir))
     configs = (options.vae_config, options.text_config, options.unet_config,
-               options.finetune_config, options.wording_config)
+               options.finetune_config, options.wording_config, options.pairs_config)
     for path in (p for p in configs if p is not None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"training config {path}: no such file")
@@ -94,6 +100,9 @@ def train_shapes_model(options: TrainOptions) -> int:
     if options.wording_config is not None and options.text_config is None:
         raise ValueError(f"wording_config {str(options.wording_config)!r}: stage 4 trains stage "
                          "0's text encoder; with --no-text-stage pass --no-wording-stage too")
+    if options.pairs_config is not None and options.wording_config is None:
+        raise ValueError(f"pairs_config {str(options.pairs_config)!r}: stage 5 reads stage 4's "
+                         "text encoder; with --no-wording-stage pass --no-pairs-stage too")
     work = Path(options.work_dir)
     _check_vae_source(work, options.vae_from)
     _check_text_source(work, options.text_config)
@@ -114,6 +123,11 @@ def train_shapes_model(options: TrainOptions) -> int:
         wording_stage = unet_stage.reworded(options.wording_config)
         wording_stage = dataclasses.replace(
             wording_stage, train=_with_steps(wording_stage.train, options.wording_steps))
+    pairs_stage = None
+    if options.pairs_config is not None:
+        pairs_stage = unet_stage.reworded(options.pairs_config)
+        pairs_stage = dataclasses.replace(
+            pairs_stage, train=_with_steps(pairs_stage.train, options.pairs_steps))
     text_train = None
     if options.text_config is not None:
         text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
@@ -124,7 +138,9 @@ def train_shapes_model(options: TrainOptions) -> int:
                                 "finetune": options.finetune_config
                                 and str(options.finetune_config),
                                 "wording": options.wording_config
-                                and str(options.wording_config)}}
+                                and str(options.wording_config),
+                                "pairs": options.pairs_config
+                                and str(options.pairs_config)}}
 
     if options.vae_from is not None:
         vae_config, vae_params = _shipped_vae(options.vae_from, vae_stage.vae)
@@ -169,19 +185,28 @@ def train_shapes_model(options: TrainOptions) -> int:
             if not options.export_unfinished:
                 return _write_report(work, report, UNFINISHED)
             break
+    worded = False
     if wording_stage is not None and unet.finished:
         wording = run_wording_stage(wording_stage, vae_config, vae_params, tokenizer,
                                     work / "wording", unet_params=unet.params["unet"],
                                     text_params=text_params, first_batch=first_batch,
                                     minutes=options.minutes)
-        if _record(report, "wording", "stage 4 (wording)", wording):
+        first_batch += wording_stage.train.steps
+        worded = _record(report, "wording", "stage 4 (wording)", wording)
+        if worded:
             text_params = wording.params["text_encoder"]
         elif not options.export_unfinished:
+            return _write_report(work, report, UNFINISHED)
+    if pairs_stage is not None and worded:
+        unet = run_unet_stage(pairs_stage, vae_config, vae_params, tokenizer, work / "pairs",
+                              minutes=options.minutes, start_params=unet.params,
+                              first_batch=first_batch, text_params=text_params, desc="pairs")
+        if not _record(report, "pairs", "stage 5 (pairs)", unet) and not options.export_unfinished:
             return _write_report(work, report, UNFINISHED)
 
     export_dir = Path(options.export_dir or work / "model")
     params = {**unet.params, "vae": vae_params}
-    if text_params is not None:  # stage 0's encoder, frozen since: not in stage 2's params
+    if text_params is not None:  # stage 0's (or 4's) encoder: not in the UNet stages' params
         params["text_encoder"] = text_params
     model = export_model(
         export_dir, name=export_dir.name, unet=unet_stage.unet, vae=vae_config,

@@ -121,9 +121,10 @@ class UNetStage:
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
     def reworded(self, path: str | Path) -> UNetStage:
-        """This stage with the `train` and `data` of a wording-stage YAML (stage 4).
+        """This stage with the `train` and `data` of a wording or pairs YAML (stages 4 and 5).
 
-        `data` fields override this stage's (vary_wording); timesteps are drawn uniformly.
+        `data` fields override this stage's (vary_wording, two_object_share); timesteps are
+        drawn uniformly.
         """
         raw, src = read_yaml(path), str(path)
         _check_sections(raw, {"train", "data"}, src)
