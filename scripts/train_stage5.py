@@ -25,7 +25,8 @@ FIRST_BATCH = 9_000 + 2 * 2_500 + 1_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True,
-                        help="a `jaxgen train` export (stages 0-4) to train on")
+                        help="a model of stages 0-4 to train on (`jaxgen train --no-pairs-stage` "
+                        "exports one)")
     parser.add_argument("--work-dir", default="runs/stage5")
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--two-object-share", help="a share in [0, 1], or none (as the seeds "
