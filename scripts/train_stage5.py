@@ -18,8 +18,6 @@ import dataclasses
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Batches used by the shipped recipe: stage 2 (9,000), stage 3 (2 x 2,500), stage 4 (1,000).
-FIRST_BATCH = 9_000 + 2 * 2_500 + 1_000
 
 
 def main() -> None:
@@ -35,22 +33,31 @@ def main() -> None:
 
     from jaxgen.schedulers import SchedulerConfig
     from jaxgen.train.export import export_model
-    from jaxgen.train.stages import UNetStage, run_unet_stage
+    from jaxgen.train.stages import UNetStage, finetune_pass_count, run_unet_stage
     from jaxgen.weights.model_dir import load_model
 
     model = load_model(args.model)
     configs = ROOT / "configs/train"
-    stage = UNetStage.from_yaml(configs / "shapes_unet.yaml", model.tokenizer)
-    stage = stage.reworded(configs / "shapes_pairs.yaml")
+    stage2 = UNetStage.from_yaml(configs / "shapes_unet.yaml", model.tokenizer)
+    finetune = configs / "shapes_unet_finetune.yaml"
+    # The scenes after the ones stages 2-4 trained on, as `jaxgen train` draws them (15,000).
+    first_batch = (stage2.train.steps
+                   + stage2.continued(finetune).train.steps * finetune_pass_count(finetune)
+                   + stage2.reworded(configs / "shapes_wording.yaml").train.steps)
+    stage = stage2.reworded(configs / "shapes_pairs.yaml")
     if args.two_object_share is not None:
-        share = None if args.two_object_share == "none" else float(args.two_object_share)
+        try:
+            share = None if args.two_object_share == "none" else float(args.two_object_share)
+        except ValueError:
+            parser.error(f"--two-object-share {args.two_object_share!r}: a number in [0, 1] "
+                         "or none")
         stage = dataclasses.replace(
             stage, data=dataclasses.replace(stage.data, two_object_share=share))
     work = Path(args.work_dir)
     result = run_unet_stage(stage, model.vae, model.params["vae"], model.tokenizer,
                             work / "unet", minutes=args.minutes,
                             start_params={"unet": model.params["unet"]},
-                            text_params=model.params["text_encoder"], first_batch=FIRST_BATCH,
+                            text_params=model.params["text_encoder"], first_batch=first_batch,
                             desc="stage5")
     print(f"step {int(result.state.step)} of {stage.train.steps}, finished={result.finished}")
     if not result.finished:
