@@ -254,8 +254,8 @@ def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
     assert main(["train", "--work-dir", str(tmp_path), "--vae-config", "nope.yaml"]) == 2
     assert "training config nope.yaml: no such file" in capsys.readouterr().err
     assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-text-stage"]) == 2
-    assert "stage 4 trains stage 0's text encoder; with --no-text-stage pass --no-wording-stage" \
-        in capsys.readouterr().err
+    assert ("stage 4 trains stage 0's text encoder; with --no-text-stage pass --no-wording-stage "
+            "--no-pairs-stage too") in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-wording-stage"]) == 2
     assert "stage 5 reads stage 4's text encoder; with --no-wording-stage pass --no-pairs-stage" \

@@ -98,8 +98,10 @@ def train_shapes_model(options: TrainOptions) -> int:
     if options.finetune_config is not None or options.finetune_passes is not None:
         passes = finetune_pass_count(options.finetune_config, options.finetune_passes)
     if options.wording_config is not None and options.text_config is None:
+        # Name every flag the user needs at once, not one error per rerun.
+        flags = "--no-wording-stage" + (" --no-pairs-stage" if options.pairs_config else "")
         raise ValueError(f"wording_config {str(options.wording_config)!r}: stage 4 trains stage "
-                         "0's text encoder; with --no-text-stage pass --no-wording-stage too")
+                         f"0's text encoder; with --no-text-stage pass {flags} too")
     if options.pairs_config is not None and options.wording_config is None:
         raise ValueError(f"pairs_config {str(options.pairs_config)!r}: stage 5 reads stage 4's "
                          "text encoder; with --no-wording-stage pass --no-pairs-stage too")
