@@ -99,7 +99,9 @@ def train_shapes_model(options: TrainOptions) -> int:
         passes = finetune_pass_count(options.finetune_config, options.finetune_passes)
     if options.wording_config is not None and options.text_config is None:
         # Name every flag the user needs at once, not one error per rerun.
-        flags = "--no-wording-stage" + (" --no-pairs-stage" if options.pairs_config else "")
+        flags = "--no-wording-stage"
+        if options.pairs_config is not None:
+            flags += " --no-pairs-stage"
         raise ValueError(f"wording_config {str(options.wording_config)!r}: stage 4 trains stage "
                          f"0's text encoder; with --no-text-stage pass {flags} too")
     if options.pairs_config is not None and options.wording_config is None:
