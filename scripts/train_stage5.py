@@ -33,18 +33,24 @@ def main() -> None:
 
     from jaxgen.schedulers import SchedulerConfig
     from jaxgen.train.export import export_model
-    from jaxgen.train.stages import UNetStage, finetune_pass_count, run_unet_stage
+    from jaxgen.train.stages import (
+        UNetStage,
+        finetune_pass_count,
+        finetune_passes,
+        first_batches,
+        run_unet_stage,
+    )
     from jaxgen.weights.model_dir import load_model
 
     model = load_model(args.model)
     configs = ROOT / "configs/train"
     stage2 = UNetStage.from_yaml(configs / "shapes_unet.yaml", model.tokenizer)
     finetune = configs / "shapes_unet_finetune.yaml"
-    # The scenes after the ones stages 2-4 trained on, as `jaxgen train` draws them (15,000).
-    first_batch = (stage2.train.steps
-                   + stage2.continued(finetune).train.steps * finetune_pass_count(finetune)
-                   + stage2.reworded(configs / "shapes_wording.yaml").train.steps)
     stage = stage2.reworded(configs / "shapes_pairs.yaml")
+    # The scenes after the ones stages 2-4 trained on, as `jaxgen train` draws them (15,000).
+    first_batch = first_batches(
+        [stage2, *finetune_passes(stage2.continued(finetune), finetune_pass_count(finetune)),
+         stage2.reworded(configs / "shapes_wording.yaml"), stage])[-1]
     if args.two_object_share is not None:
         try:
             share = None if args.two_object_share == "none" else float(args.two_object_share)

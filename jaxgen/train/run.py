@@ -81,6 +81,7 @@ def train_shapes_model(options: TrainOptions) -> int:
         calibrated_vae,
         finetune_pass_count,
         finetune_passes,
+        first_batches,
         read_train_section,
         run_text_stage,
         run_unet_stage,
@@ -176,14 +177,15 @@ def train_shapes_model(options: TrainOptions) -> int:
                           minutes=options.minutes, text_params=text_params)
     if not _record(report, "unet", "stage 2 (UNet)", unet) and not options.export_unfinished:
         return _write_report(work, report, UNFINISHED)
-    # New scenes: each fine-tune pass's step s trains on the batch after the last one before it.
-    first_batch = unet_stage.train.steps
+    # New scenes: each stage after 2 starts after the last batch of the stages before it.
+    later = [s for s in (wording_stage, pairs_stage) if s is not None]
+    first_batch = first_batches([unet_stage, *finetune_stages, *later])
     for i, stage in enumerate(finetune_stages if unet.finished else []):
         key = "finetune" if i == 0 else f"finetune-{i + 1}"
         unet = run_unet_stage(stage, vae_config, vae_params, tokenizer, work / key,
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=first_batch, text_params=text_params, desc=key)
-        first_batch += stage.train.steps
+                              first_batch=first_batch[1 + i], text_params=text_params,
+                              desc=key)
         label = f"stage 3 (fine-tune, pass {i + 1} of {len(finetune_stages)})"
         if not _record(report, key, label, unet):
             if not options.export_unfinished:
@@ -193,9 +195,9 @@ def train_shapes_model(options: TrainOptions) -> int:
     if wording_stage is not None and unet.finished:
         wording = run_wording_stage(wording_stage, vae_config, vae_params, tokenizer,
                                     work / "wording", unet_params=unet.params["unet"],
-                                    text_params=text_params, first_batch=first_batch,
+                                    text_params=text_params,
+                                    first_batch=first_batch[1 + len(finetune_stages)],
                                     minutes=options.minutes)
-        first_batch += wording_stage.train.steps
         worded = _record(report, "wording", "stage 4 (wording)", wording)
         if worded:
             text_params = wording.params["text_encoder"]
@@ -204,7 +206,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     if pairs_stage is not None and worded:
         unet = run_unet_stage(pairs_stage, vae_config, vae_params, tokenizer, work / "pairs",
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=first_batch, text_params=text_params, desc="pairs")
+                              first_batch=first_batch[-1], text_params=text_params, desc="pairs")
         if not _record(report, "pairs", "stage 5 (pairs)", unet) and not options.export_unfinished:
             return _write_report(work, report, UNFINISHED)
 

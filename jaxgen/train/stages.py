@@ -13,6 +13,8 @@ captions whose wording varies (jaxgen.train.wording). Each stage lives in its ow
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,15 @@ def finetune_passes(stage: UNetStage, passes: int) -> list[UNetStage]:
     return [dataclasses.replace(stage, train=dataclasses.replace(stage.train,
                                                                  seed=stage.train.seed + k))
             for k in range(passes)]
+
+
+def first_batches(stages: Sequence[UNetStage]) -> list[int]:
+    """Each denoiser stage's first batch when `stages` run in this order (2, 3's passes, 4, 5).
+
+    A stage starts after the last batch of every stage before it, so each trains on new scenes
+    (run_unet_stage's and run_wording_stage's first_batch).
+    """
+    return list(itertools.accumulate((s.train.steps for s in stages[:-1]), initial=0))
 
 
 def read_train_section(path: str | Path) -> TrainConfig:
