@@ -179,12 +179,12 @@ def train_shapes_model(options: TrainOptions) -> int:
         return _write_report(work, report, UNFINISHED)
     # New scenes: each stage after 2 starts after the last batch of the stages before it.
     later = [s for s in (wording_stage, pairs_stage) if s is not None]
-    first_batch = first_batches([unet_stage, *finetune_stages, *later])
+    starts = first_batches([unet_stage, *finetune_stages, *later])
     for i, stage in enumerate(finetune_stages if unet.finished else []):
         key = "finetune" if i == 0 else f"finetune-{i + 1}"
         unet = run_unet_stage(stage, vae_config, vae_params, tokenizer, work / key,
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=first_batch[1 + i], text_params=text_params,
+                              first_batch=starts[1 + i], text_params=text_params,
                               desc=key)
         label = f"stage 3 (fine-tune, pass {i + 1} of {len(finetune_stages)})"
         if not _record(report, key, label, unet):
@@ -196,7 +196,7 @@ def train_shapes_model(options: TrainOptions) -> int:
         wording = run_wording_stage(wording_stage, vae_config, vae_params, tokenizer,
                                     work / "wording", unet_params=unet.params["unet"],
                                     text_params=text_params,
-                                    first_batch=first_batch[1 + len(finetune_stages)],
+                                    first_batch=starts[1 + len(finetune_stages)],
                                     minutes=options.minutes)
         worded = _record(report, "wording", "stage 4 (wording)", wording)
         if worded:
@@ -206,7 +206,7 @@ def train_shapes_model(options: TrainOptions) -> int:
     if pairs_stage is not None and worded:
         unet = run_unet_stage(pairs_stage, vae_config, vae_params, tokenizer, work / "pairs",
                               minutes=options.minutes, start_params=unet.params,
-                              first_batch=first_batch[-1], text_params=text_params, desc="pairs")
+                              first_batch=starts[-1], text_params=text_params, desc="pairs")
         if not _record(report, "pairs", "stage 5 (pairs)", unet) and not options.export_unfinished:
             return _write_report(work, report, UNFINISHED)
 
