@@ -18,7 +18,11 @@ PROMPTS = ["a red circle on a blue background", "a green square", "a photo of a 
 
 
 def make(system: str, config: dict[str, Any]):
-    """`diffusers_1t`: diffusers with one thread (see threads_for)."""
+    """`diffusers_1t`: diffusers with one thread (see threads_for); `train_*`: train_systems."""
+    if system.startswith("train_"):
+        from scripts.bench import train_systems
+
+        return train_systems.make(system, config)
     if system.startswith("diffusers_") and system.endswith("t"):
         return DiffusersSystem({**config, "threads": int(system[len("diffusers_"):-1])})
     return {"jaxgen": JaxgenSystem, "diffusers": DiffusersSystem, "peak": PeakSystem,

@@ -1,0 +1,122 @@
+"""Training speed: jaxgen's stage-2 train step against diffusers' on the same weights.
+
+    .venv/bin/python scripts/bench_train.py                  # default model, batch 32 (~5 min)
+    .venv/bin/python scripts/bench_train.py --rounds 2 --steps 3      # a quick look
+
+Each system runs in its own process (scripts/bench/train_systems.py: the UNet of --model
+trained on, its VAE and text encoder frozen, float32, AdamW + clipping + EMA), on the same
+batches; their timed rounds interleave. Reported: seconds per step, images/s, the FLOP rate
+(XLA's count of jaxgen's step, which is the same arithmetic in both) against the machine's
+square-matmul rate measured in the same run, and peak RSS. Writes a JSON file and prints a
+markdown table; docs/benchmarks.md ("Training") holds the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.bench.driver import Worker  # noqa: E402
+from scripts.bench.report import environment  # noqa: E402
+
+SYSTEMS = ("train_jaxgen", "train_diffusers")
+STAGE2_STEPS = 9000  # configs/train/shapes_unet.yaml: what one step's time is multiplied by
+
+
+def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    from jaxgen.default_model import default_model_path
+
+    model = str(Path(args.model) if args.model else default_model_path())
+    config = {"model": model, "batch": args.batch, "distinct": args.distinct,
+              "threads": args.threads, "host_devices": 1}
+    workers = {s: Worker(s, config, log_dir) for s in SYSTEMS}
+    out: dict[str, Any] = {"model": model, "settings": config, "systems": {}}
+    try:
+        for name, w in workers.items():
+            out["systems"][name] = {"load": w.ready, "prepare": w.call("prepare"), "runs": []}
+        out["peak_before"] = workers["train_jaxgen"].call("matmul", repeats=10)
+        for r in range(args.rounds):  # interleaved, alternating who goes first
+            order = list(workers) if r % 2 == 0 else list(reversed(workers))
+            for name in order:
+                out["systems"][name]["runs"].append(workers[name].call("time", steps=args.steps))
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{n} {out['systems'][n]['runs'][-1]['seconds'] / args.steps:.3f} s/step"
+                for n in workers), flush=True)
+        out["flops_per_step"] = workers["train_jaxgen"].call("flops")["flops_per_step"]
+        out["torch_matmul"] = workers["train_diffusers"].call("matmul", repeats=10)
+        out["peak_after"] = workers["train_jaxgen"].call("matmul", repeats=10)
+        for name, w in workers.items():
+            out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
+    finally:
+        for w in workers.values():
+            w.close()
+    out["peak_flops_per_s"] = max(out["peak_before"]["flops_per_s"],
+                                  out["peak_after"]["flops_per_s"])
+    for system in out["systems"].values():
+        per_step = sorted(r["seconds"] / r["steps"] for r in system["runs"])
+        median = statistics.median(per_step)
+        rate = out["flops_per_step"] / median
+        system["summary"] = {
+            "median_s_per_step": median, "best_s_per_step": per_step[0],
+            "worst_s_per_step": per_step[-1], "images_per_s": args.batch / median,
+            "flops_per_s": rate, "of_peak": rate / out["peak_flops_per_s"],
+            "stage2_minutes": STAGE2_STEPS * median / 60}
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env, s = report["environment"], report["settings"]
+    lines = [f"{report['environment']['date']}, {env['cpu']}, {env['cores']} cores; batch "
+             f"{s['batch']}, {report['rounds']} rounds of {report['steps']} steps; "
+             f"{report['flops_per_step'] / 1e9:.1f} GFLOP a step (XLA's count); matmul peak "
+             f"{report['peak_flops_per_s'] / 1e9:.0f} GFLOP/s (jax), "
+             f"{report['torch_matmul']['flops_per_s'] / 1e9:.0f} (torch)", "",
+             "| system | s/step (median; best-worst) | img/s | GFLOP/s | of peak | stage 2 "
+             "(9,000 steps) | peak RSS |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, system in report["systems"].items():
+        m = system["summary"]
+        lines.append(
+            f"| {name.removeprefix('train_')} | {m['median_s_per_step']:.3f} "
+            f"({m['best_s_per_step']:.3f}-{m['worst_s_per_step']:.3f}) | "
+            f"{m['images_per_s']:.1f} | {m['flops_per_s'] / 1e9:.0f} | {m['of_peak']:.0%} | "
+            f"{m['stage2_minutes']:.0f} min | {system['peak_rss_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="a diffusers-format directory (default: the default model)")
+    p.add_argument("--batch", type=int, default=32, help="images a step (stage 2's is 32)")
+    p.add_argument("--steps", type=int, default=10, help="steps in each timed round")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--distinct", type=int, default=4, help="distinct batches, cycled")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch.set_num_threads for diffusers")
+    p.add_argument("--out", default="bench-train.json")
+    args = p.parse_args(argv)
+    for flag in ("batch", "steps", "rounds", "distinct", "threads"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} {getattr(args, flag)}: must be >= 1")
+    started = time.time()
+    report: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                              "environment": environment(), "steps": args.steps,
+                              "rounds": args.rounds}
+    with tempfile.TemporaryDirectory() as tmp:
+        report.update(run(args, Path(tmp)))
+    report["wall_s"] = time.time() - started
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

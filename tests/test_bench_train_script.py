@@ -1,0 +1,44 @@
+"""scripts/bench_train.py runs both training systems on a tiny model and reports every figure.
+
+Structure and sanity only: timings on a shared 2-core machine say nothing in a test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jaxgen.models import UNetConfig  # noqa: E402
+from scripts import bench_train  # noqa: E402
+from scripts.bench.flops import unet_flops  # noqa: E402
+
+SUMMARY_KEYS = {"median_s_per_step", "best_s_per_step", "worst_s_per_step", "images_per_s",
+                "flops_per_s", "of_peak", "stage2_minutes"}
+
+
+def test_bench_train_reports_both_systems(tmp_path, capsys, tiny_sd2_dir):
+    out = tmp_path / "bench-train.json"
+    batch = 2
+    bench_train.main(["--model", str(tiny_sd2_dir), "--batch", str(batch), "--steps", "1",
+                      "--rounds", "2", "--distinct", "1", "--threads", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["systems"]) == {"train_jaxgen", "train_diffusers"}
+    for system in report["systems"].values():
+        assert len(system["runs"]) == 2
+        assert SUMMARY_KEYS <= set(system["summary"])
+        assert system["peak_rss_mb"] > 0
+        assert all(math.isfinite(r["loss"]) for r in system["runs"])
+    assert report["peak_flops_per_s"] > 0 and report["torch_matmul"]["flops_per_s"] > 0
+    # XLA's count covers the backward pass: one step is ~3 UNet forwards (forward, and the
+    # gradients of activations and of weights), plus the frozen encoders' forwards.
+    raw = json.loads((Path(tiny_sd2_dir) / "unet" / "config.json").read_text())
+    shapes = report["systems"]["train_jaxgen"]["prepare"]
+    side = shapes["latent_side"]
+    forward = batch * unet_flops(UNetConfig.from_dict(raw, "unet"), side, side,
+                                 shapes["text_len"])
+    assert 2.5 < report["flops_per_step"] / forward < 5
+    assert "| jaxgen |" in capsys.readouterr().out
