@@ -8,7 +8,8 @@ was made before it did, from the stages 0-4 model then shipped (float16 files; t
 checkpoints were not kept), so this runs the same stage, configs/train/shapes_pairs.yaml, on
 a model directory's UNet, text encoder (frozen) and VAE, and exports the result in float16.
 Rerun to resume. `--two-object-share none` draws scenes as training does (about half pairs),
-the comparison run of docs/default-model.md, "Stage 5".
+the comparison run of docs/default-model.md, "Stage 5"; `--seed` changes the noise and
+timesteps only ("Where the from-scratch run loses its points").
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def main() -> None:
                         "exports one)")
     parser.add_argument("--work-dir", default="runs/stage5")
     parser.add_argument("--minutes", type=float)
+    parser.add_argument("--seed", type=int, help="the stage's noise and timestep seed (the "
+                        "scenes stay); default: the config's. Other seeds measure how far "
+                        "stage 5's result spreads from one start")
     parser.add_argument("--two-object-share", help="a share in [0, 1], or none (as the seeds "
                         "fall); default: the config's")
     args = parser.parse_args()
@@ -59,6 +63,8 @@ def main() -> None:
                          "or none")
         stage = dataclasses.replace(
             stage, data=dataclasses.replace(stage.data, two_object_share=share))
+    if args.seed is not None:
+        stage = dataclasses.replace(stage, train=dataclasses.replace(stage.train, seed=args.seed))
     work = Path(args.work_dir)
     result = run_unet_stage(stage, model.vae, model.params["vae"], model.tokenizer,
                             work / "unet", minutes=args.minutes,
