@@ -11,7 +11,12 @@ docs/benchmarks.md ("Training") holds the figures.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.bench.systems import _best_and_median  # noqa: E402
 
 # The default model's UNet: 16x16 at 64 channels (and the skip concatenations into it), 8x8
 # and 4x4 at 128.
@@ -20,13 +25,8 @@ SHAPES = ((16, 64, 64), (16, 192, 64), (16, 128, 128), (8, 128, 128), (8, 256, 1
 
 
 def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * sorted(times)[len(times) // 2]
+    fn()  # compile / oneDNN primitive creation
+    return 1e3 * _best_and_median(fn, repeats)[1]
 
 
 def main() -> None:

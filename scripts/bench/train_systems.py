@@ -41,13 +41,29 @@ def _train_config() -> Any:
     return from_section(TrainConfig, read_yaml(STAGE_CONFIG)["train"], STAGE_CONFIG)
 
 
-def _timed(fn, steps: int) -> dict[str, Any]:
-    t = time.perf_counter()
-    fn(steps)
-    return {"seconds": time.perf_counter() - t, "steps": steps}
+class _Timed:
+    """prepare/time around a system's `_run(steps)`, which leaves `last_loss` behind."""
+
+    last_loss: float
+    facts: dict[str, Any] = {}  # reported with the first step
+
+    def _run(self, steps: int) -> None:
+        raise NotImplementedError
+
+    def _timed(self, steps: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        self._run(steps)
+        return {"seconds": time.perf_counter() - t, "steps": steps, "loss": self.last_loss}
+
+    def prepare(self) -> dict[str, Any]:
+        out = self._timed(1)
+        return {"first_step_s": out["seconds"], "loss": out["loss"], **self.facts}
+
+    def time(self, steps: int) -> dict[str, Any]:
+        return self._timed(steps)
 
 
-class JaxgenTrain:
+class JaxgenTrain(_Timed):
     def __init__(self, config: dict[str, Any]):
         import jax
         import numpy as np
@@ -72,7 +88,7 @@ class JaxgenTrain:
         batches = _batches(config, model.tokenizer)
         self.batches = [self.step.place_batch(b) for b in batches]
         # what one UNet call sees, for FLOP cross-checks
-        self.shapes = {"latent_side": batches[0]["images"].shape[1] // model.vae.downscale,
+        self.facts = {"latent_side": batches[0]["images"].shape[1] // model.vae.downscale,
                        "text_len": batches[0]["input_ids"].shape[1]}
         self.done = 0
 
@@ -84,13 +100,6 @@ class JaxgenTrain:
             self.done += 1
         self.jax.block_until_ready((self.state, metrics))
         self.last_loss = float(metrics["loss"])
-
-    def prepare(self) -> dict[str, Any]:
-        out = _timed(self._run, 1)
-        return {"first_step_s": out["seconds"], "loss": self.last_loss, **self.shapes}
-
-    def time(self, steps: int) -> dict[str, Any]:
-        return {**_timed(self._run, steps), "loss": self.last_loss}
 
     def flops(self) -> dict[str, Any]:
         compiled = self.step.fn.lower(self.state, self.batches[0]).compile()
@@ -104,7 +113,7 @@ class JaxgenTrain:
         return PeakSystem({"device": "cpu", "dtype": "float32"}).matmul(repeats)
 
 
-class DiffusersTrain:
+class DiffusersTrain(_Timed):
     def __init__(self, config: dict[str, Any]):
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -162,20 +171,7 @@ class DiffusersTrain:
             self.last_loss = self._step(self.batches[self.done % len(self.batches)])
             self.done += 1
 
-    def prepare(self) -> dict[str, Any]:
-        out = _timed(self._run, 1)
-        return {"first_step_s": out["seconds"], "loss": self.last_loss}
-
-    def time(self, steps: int) -> dict[str, Any]:
-        return {**_timed(self._run, steps), "loss": self.last_loss}
-
     def matmul(self, repeats: int) -> dict[str, Any]:
-        torch, n = self.torch, 2048
-        a = torch.ones(n, n)
-        best = float("inf")
-        a @ a
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - t)
-        return {"flops_per_s": 2 * n**3 / best, "n": n, "dtype": "float32"}
+        from scripts.bench.systems import torch_matmul
+
+        return torch_matmul(self.torch, self.torch.float32, "cpu", repeats)
