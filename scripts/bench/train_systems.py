@@ -15,9 +15,10 @@ square-matmul rate on this machine).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-STAGE_CONFIG = "configs/train/shapes_unet.yaml"
+STAGE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "shapes_unet.yaml"
 
 
 def make(system: str, config: dict[str, Any]):
@@ -33,12 +34,12 @@ def _batches(config: dict[str, Any], tokenizer: Any) -> list[dict[str, Any]]:
             for s in range(config["distinct"])]
 
 
-def _train_config() -> Any:
+def stage2_train_config() -> Any:
     """Stage 2's optimiser settings (jaxgen.train.config imports no jax: torch's RSS stays its
     own)."""
     from jaxgen.train.config import TrainConfig, from_section, read_yaml
 
-    return from_section(TrainConfig, read_yaml(STAGE_CONFIG)["train"], STAGE_CONFIG)
+    return from_section(TrainConfig, read_yaml(STAGE_CONFIG)["train"], str(STAGE_CONFIG))
 
 
 class _Timed:
@@ -76,7 +77,7 @@ class JaxgenTrain(_Timed):
 
         self.jax = jax
         model = load_model(config["model"])
-        cfg = _train_config()
+        cfg = stage2_train_config()
         unet, vae, text = model.modules(cfg.compute_dtype())
         schedule = SchedulerConfig.from_dict(model.scheduler_config)  # diffusers reads it too
         loss = diffusion_loss_fn(unet, text, vae, schedule, model.vae.scaling_factor)
@@ -133,7 +134,7 @@ class DiffusersTrain(_Timed):
         tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
         self.params = list(self.unet.parameters())
         self.ema = [p.detach().clone() for p in self.params]
-        self.cfg = cfg = _train_config()
+        self.cfg = cfg = stage2_train_config()
         self.opt = torch.optim.AdamW(self.params, lr=cfg.learning_rate, betas=(cfg.b1, cfg.b2),
                                      weight_decay=cfg.weight_decay)
         # stage 2's linear warmup (its cosine is ~flat this early), so the losses compare
