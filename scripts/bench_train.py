@@ -51,11 +51,12 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{n} {out['systems'][n]['runs'][-1]['seconds'] / args.steps:.3f} s/step"
                 for n in workers), flush=True)
+        # Peak RSS of training, read before the FLOP count's recompile and the matmuls
+        for name, w in workers.items():
+            out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
         out["flops_per_step"] = workers["train_jaxgen"].call("flops")["flops_per_step"]
         out["torch_matmul"] = workers["train_diffusers"].call("matmul", repeats=10)
         out["peak_after"] = workers["train_jaxgen"].call("matmul", repeats=10)
-        for name, w in workers.items():
-            out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
     finally:
         for w in workers.values():
             w.close()
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     env, s = report["environment"], report["settings"]
-    lines = [f"{report['environment']['date']}, {env['cpu']}, {env['cores']} cores; batch "
+    lines = [f"{env['date']}, {env['cpu']}, {env['cores']} cores; batch "
              f"{s['batch']}, {report['rounds']} rounds of {report['steps']} steps; "
              f"{report['flops_per_step'] / 1e9:.1f} GFLOP a step (XLA's count); matmul peak "
              f"{report['peak_flops_per_s'] / 1e9:.0f} GFLOP/s (jax), "
