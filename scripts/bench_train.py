@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_train.py                  # default model, batch 32 (~5 min)
     .venv/bin/python scripts/bench_train.py --rounds 2 --steps 3      # a quick look
+    .venv/bin/python scripts/bench_train.py --host-devices 1 2        # jaxgen on 1 and 2 devices
 
 Each system runs in its own process (scripts/bench/train_systems.py: the UNet of --model
 trained on, its VAE and text encoder frozen, float32, AdamW + clipping + EMA), on the same
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -29,21 +31,30 @@ from scripts.bench.driver import Worker  # noqa: E402
 from scripts.bench.report import environment  # noqa: E402
 from scripts.bench.train_systems import stage2_train_config  # noqa: E402
 
-SYSTEMS = ("train_jaxgen", "train_diffusers")
-
 
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     from jaxgen.default_model import default_model_path
 
     model = str(Path(args.model) if args.model else default_model_path())
     config = {"model": model, "batch": args.batch, "distinct": args.distinct,
-              "threads": args.threads, "host_devices": 1}
-    workers = {s: Worker(s, config, log_dir) for s in SYSTEMS}
-    out: dict[str, Any] = {"model": model, "settings": config, "systems": {}}
+              "threads": args.threads}
+    # jaxgen once per XLA device count (the data-parallel step splits the batch over them)
+    systems = {f"train_jaxgen_{n}dev": ("train_jaxgen", {**config, "host_devices": n},
+                                        f"jaxgen, {n} XLA device{'s' * (n > 1)}")
+               for n in args.host_devices}
+    threads = f"{args.threads} thread{'s' * (args.threads > 1)}"
+    systems["train_diffusers"] = ("train_diffusers", config, f"diffusers, torch {threads}")
+    workers = {name: Worker(system, cfg, log_dir, name=name)
+               for name, (system, cfg, _) in systems.items()}
+    first_jaxgen = next(iter(workers))
+    out: dict[str, Any] = {"model": model, "settings": {**config,
+                                                       "host_devices": args.host_devices},
+                           "systems": {}}
     try:
         for name, w in workers.items():
-            out["systems"][name] = {"load": w.ready, "prepare": w.call("prepare"), "runs": []}
-        out["peak_before"] = workers["train_jaxgen"].call("matmul", repeats=10)
+            out["systems"][name] = {"label": systems[name][2], "load": w.ready,
+                                    "prepare": w.call("prepare"), "runs": []}
+        out["peak_before"] = workers[first_jaxgen].call("matmul", repeats=10)
         for r in range(args.rounds):  # interleaved, alternating who goes first
             order = list(workers) if r % 2 == 0 else list(reversed(workers))
             for name in order:
@@ -54,9 +65,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         # Peak RSS of training, read before the FLOP count's recompile and the matmuls
         for name, w in workers.items():
             out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
-        out["flops_per_step"] = workers["train_jaxgen"].call("flops")["flops_per_step"]
+        out["flops_per_step"] = workers[first_jaxgen].call("flops")["flops_per_step"]
         out["torch_matmul"] = workers["train_diffusers"].call("matmul", repeats=10)
-        out["peak_after"] = workers["train_jaxgen"].call("matmul", repeats=10)
+        out["peak_after"] = workers[first_jaxgen].call("matmul", repeats=10)
     finally:
         for w in workers.values():
             w.close()
@@ -85,10 +96,10 @@ def markdown(report: dict[str, Any]) -> str:
              "| system | s/step (median; best-worst) | img/s | GFLOP/s | of peak | stage 2 "
              f"({report['stage2_steps']:,} steps) | peak RSS |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, system in report["systems"].items():
+    for system in report["systems"].values():
         m = system["summary"]
         lines.append(
-            f"| {name.removeprefix('train_')} | {m['median_s_per_step']:.3f} "
+            f"| {system['label']} | {m['median_s_per_step']:.3f} "
             f"({m['best_s_per_step']:.3f}-{m['worst_s_per_step']:.3f}) | "
             f"{m['images_per_s']:.1f} | {m['flops_per_s'] / 1e9:.0f} | {m['of_peak']:.0%} | "
             f"{m['stage2_minutes']:.0f} min | {system['peak_rss_mb']:.0f} MB |")
@@ -104,11 +115,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--distinct", type=int, default=4, help="distinct batches, cycled")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch.set_num_threads for diffusers")
+    p.add_argument("--host-devices", type=int, nargs="+",
+                   help="XLA CPU device counts to time jaxgen's data-parallel step at, each in "
+                        "its own worker (default: `jaxgen train`'s, one per core)")
     p.add_argument("--out", default="bench-train.json")
     args = p.parse_args(argv)
     for flag in ("batch", "steps", "rounds", "distinct", "threads"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)}: must be >= 1")
+    # `jaxgen train` splits a CPU into one device per core, as many as divide the batch
+    args.host_devices = args.host_devices or [math.gcd(args.batch, min(os.cpu_count() or 1, 8))]
+    for n in args.host_devices:
+        if n < 1 or args.batch % n:
+            p.error(f"--host-devices {n}: must be >= 1 and divide --batch {args.batch}")
     started = time.time()
     report: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
                               "environment": environment(), "steps": args.steps,

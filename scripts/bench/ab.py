@@ -46,7 +46,7 @@ def main() -> None:
     variants = dict(parse_variant(v) for v in args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         workers = {label: Worker("jaxgen", {**base, "cache_dir": f"{tmp}/{label}", **o},
-                                 Path(tmp)) for label, o in variants.items()}
+                                 Path(tmp), name=label) for label, o in variants.items()}
         try:
             for batch in (int(b) for b in args.batches.split(",")):
                 times: dict[str, list[float]] = {label: [] for label in workers}

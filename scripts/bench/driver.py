@@ -22,9 +22,10 @@ class WorkerError(RuntimeError):
 class Worker:
     """A system in its own process; `call(op, **args)` blocks until it replies."""
 
-    def __init__(self, system: str, config: dict[str, Any], log_dir: Path):
+    def __init__(self, system: str, config: dict[str, Any], log_dir: Path,
+                 name: str | None = None):
         self.system = system
-        self.log = log_dir / f"{system}.log"
+        self.log = log_dir / f"{name or system}.log"  # `name`: several workers of one system
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen(

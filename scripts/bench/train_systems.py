@@ -81,7 +81,8 @@ class JaxgenTrain(_Timed):
         unet, vae, text = model.modules(cfg.compute_dtype())
         schedule = SchedulerConfig.from_dict(model.scheduler_config)  # diffusers reads it too
         loss = diffusion_loss_fn(unet, text, vae, schedule, model.vae.scaling_factor)
-        self.step = shard_train_step(make_train_step(loss, cfg), data_mesh())
+        self.step = shard_train_step(make_train_step(loss, cfg),
+                                     data_mesh(batch_size=config["batch"]))
         p = jax.tree.map(lambda a: np.asarray(a, np.float32), model.params)
         frozen = {"vae": p["vae"], "text_encoder": p["text_encoder"]}
         self.state = self.step.place_state(
@@ -106,7 +107,8 @@ class JaxgenTrain(_Timed):
         compiled = self.step.fn.lower(self.state, self.batches[0]).compile()
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
-        return {"flops_per_step": float(cost["flops"])}
+        # XLA counts one device's share of the split batch
+        return {"flops_per_step": float(cost["flops"]) * self.step.mesh.size}
 
     def matmul(self, repeats: int) -> dict[str, Any]:
         from scripts.bench.systems import PeakSystem
