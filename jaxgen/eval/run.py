@@ -68,7 +68,10 @@ def evaluate_model(model_dir: str | Path, out_dir: str | Path,
     sampling_s = time.perf_counter() - start
     sheet = contact_sheet(images[:128], result.passed[:128], out / "contact_sheet.png")
     report = {"model": str(model_dir), **dataclasses.asdict(settings), **result.to_dict(),
-              "sampling_s": round(sampling_s, 1), "contact_sheet": str(sheet)}
+              "sampling_s": round(sampling_s, 1), "contact_sheet": str(sheet),
+              # joint pass per prompt, in prompt order ("1" / "0"): two models' reports on
+              # the same prompts compare prompt by prompt
+              "passed": "".join("1" if p else "0" for p in result.passed)}
     if settings.compute_fd:
         report["fd"] = _fd(evaluation, images)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
