@@ -246,6 +246,9 @@ def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engin
     assert report["counts"] == {"all": 4, "single": 2, "two": 2, "seen_wording": 4,
                                 "new_wording": 0}
     assert 0.0 <= report["accuracy"]["all"]["joint"] <= 1.0
+    # each prompt's pass, in order: its mean is the joint accuracy
+    assert len(report["passed"]) == 4 and set(report["passed"]) <= {"0", "1"}
+    assert report["passed"].count("1") / 4 == report["accuracy"]["all"]["joint"]
     assert (out / "contact_sheet.png").stat().st_size > 0
     assert f"{engine}" in capsys.readouterr().out
 
