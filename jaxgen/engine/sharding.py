@@ -6,6 +6,7 @@ needs no cross-host collectives, and a multi-host job splits its work by process
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -28,6 +29,13 @@ def use_all_cpu_cores(max_devices: int = 8) -> None:
         jax.config.update("jax_num_cpu_devices", max(1, min(os.cpu_count() or 1, max_devices)))
     except RuntimeError:  # JAX already started in this process: keep its devices
         pass
+
+
+def devices_dividing(batch_size: int, devices: list | None = None) -> list:
+    """The first of `devices` (default: the local ones), as many as divide `batch_size`: a
+    batch of 32 on 6 CPU devices splits over 2, so any machine runs a fixed batch."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    return devices[:math.gcd(batch_size, len(devices))]
 
 
 def make_mesh(model_parallel: int = 1, devices: list | None = None) -> Mesh:

@@ -9,7 +9,6 @@ scene must score joint-correct under the parser and analyser, so a failure is th
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
-from jaxgen.engine.sharding import batch_sharding, make_mesh
+from jaxgen.engine.sharding import batch_sharding, devices_dividing, make_mesh
 from jaxgen.models import AutoencoderKL, VAEConfig
 from jaxgen.shapes import (
     IMAGE_SIZE,
@@ -152,8 +151,7 @@ def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["gui
     differently), not the scores measured so far.
     """
     spec = SamplingSpec(IMAGE_SIZE, IMAGE_SIZE, steps, sampler)
-    devices = jax.local_devices()
-    mesh = make_mesh(devices=devices[:math.gcd(batch_size, len(devices))])
+    mesh = make_mesh(devices=devices_dividing(batch_size))
     split, whole = batch_sharding(mesh), NamedSharding(mesh, PartitionSpec())
     fn = jax.jit(build_sampling_fn(model, spec), in_shardings=(whole, split, split, split, split),
                  out_shardings=split)

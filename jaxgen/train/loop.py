@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from jaxgen.engine.sharding import devices_dividing
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig
 from jaxgen.train.state import TrainState, apply_gradients, learning_rate_schedule
@@ -46,11 +46,10 @@ def make_train_step(loss_fn: LossFn, cfg: TrainConfig) -> StepFn:
 
 def data_mesh(devices: list[jax.Device] | None = None, batch_size: int | None = None) -> Mesh:
     """A 1-D mesh named 'data' over `devices` (default: every local device); with
-    `batch_size`, over the first of them as many as divide it (a batch of 32 on 6 cores
-    splits over 2), so any machine can run a stage's config."""
+    `batch_size`, over as many of them as divide it (devices_dividing)."""
     devices = list(devices or jax.local_devices())
     if batch_size is not None:
-        devices = devices[:math.gcd(batch_size, len(devices))]
+        devices = devices_dividing(batch_size, devices)
     return Mesh(np.array(devices), ("data",))
 
 
