@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jaxgen.engine.sharding import cpu_device_count  # noqa: E402
 from scripts.bench.driver import Worker  # noqa: E402
 from scripts.bench.report import environment  # noqa: E402
 from scripts.bench.train_systems import stage2_train_config  # noqa: E402
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)}: must be >= 1")
     # `jaxgen train` splits a CPU into one device per core, as many as divide the batch
-    args.host_devices = args.host_devices or [math.gcd(args.batch, min(os.cpu_count() or 1, 8))]
+    args.host_devices = args.host_devices or [math.gcd(args.batch, cpu_device_count())]
     for n in args.host_devices:
         if n < 1 or args.batch % n:
             p.error(f"--host-devices {n}: must be >= 1 and divide --batch {args.batch}")

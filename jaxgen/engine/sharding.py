@@ -18,6 +18,12 @@ from jax.sharding import PartitionSpec as P
 DATA, MODEL = "data", "model"
 
 
+def cpu_device_count(max_devices: int = 8) -> int:
+    """How many XLA CPU devices use_all_cpu_cores asks for: one per core, at most
+    `max_devices`."""
+    return max(1, min(os.cpu_count() or 1, max_devices))
+
+
 def use_all_cpu_cores(max_devices: int = 8) -> None:
     """On CPU, one XLA device per core (at most `max_devices`): a batch split over them keeps
     every core busy (1.73x measured on 2 cores, docs/benchmarks.md). Entry points call this
@@ -26,7 +32,7 @@ def use_all_cpu_cores(max_devices: int = 8) -> None:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     try:
-        jax.config.update("jax_num_cpu_devices", max(1, min(os.cpu_count() or 1, max_devices)))
+        jax.config.update("jax_num_cpu_devices", cpu_device_count(max_devices))
     except RuntimeError:  # JAX already started in this process: keep its devices
         pass
 

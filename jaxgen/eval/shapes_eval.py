@@ -148,7 +148,7 @@ def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["gui
     Each batch is split over the local devices (as many as divide `batch_size`): on a CPU
     split into one device per core, sampling runs 1.3x faster on 2 cores. The split changes
     about one uint8 value in 100,000 against one device (the per-device programs round
-    differently), not the scores measured so far.
+    differently); the default model's 256- and 1,024-prompt ShapesEval score identically.
     """
     spec = SamplingSpec(IMAGE_SIZE, IMAGE_SIZE, steps, sampler)
     mesh = make_mesh(devices=devices_dividing(batch_size))
