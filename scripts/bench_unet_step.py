@@ -90,11 +90,12 @@ def op_blocks(hlo_text: str) -> dict[str, str]:
     return blocks
 
 
-def profile(step, state, batches) -> tuple[dict[str, float], float]:
-    """ms per step by block (summed over devices), and the collectives' ms per step."""
+def profile(step, state, batches, hlo_text: str) -> tuple[dict[str, float], float]:
+    """ms per step by block (summed over devices), and the collectives' ms per step;
+    `hlo_text`: the compiled step's."""
     import jax
 
-    blocks = op_blocks(step.fn.lower(state, batches[0]).compile().as_text())
+    blocks = op_blocks(hlo_text)
     steps = 3
     with tempfile.TemporaryDirectory() as out:
         jax.profiler.start_trace(out, create_perfetto_trace=True)
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         step, state, batches, n_params = variant_step(model_dir, json.loads(text), args.batch)
         state, metrics = step(state, batches[0])  # compile
         jax.block_until_ready(metrics)
-        cost = step.fn.lower(state, batches[0]).compile().cost_analysis()
+        compiled = step.fn.lower(state, batches[0]).compile()  # for its FLOPs and ops' names
+        cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         gflop = cost["flops"] * step.mesh.size / 1e9  # XLA counts one device's share
         rounds = []
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{statistics.median(rounds):.3f} s/step (rounds: "
               f"{', '.join(f'{r:.3f}' for r in rounds)}; {step.mesh.size} devices)", flush=True)
         if args.profile:
-            by_block, collectives = profile(step, state, batches)
+            by_block, collectives = profile(step, state, batches, compiled.as_text())
             total = sum(by_block.values()) + collectives
             print(f"  op time, ms per step summed over devices ({total:.0f} in all):")
             for name, ms in sorted(by_block.items(), key=lambda kv: -kv[1]):
