@@ -3,12 +3,16 @@
     .venv/bin/python scripts/bench_train.py                  # default model, batch 32 (~5 min)
     .venv/bin/python scripts/bench_train.py --rounds 2 --steps 3      # a quick look
     .venv/bin/python scripts/bench_train.py --host-devices 1 2        # jaxgen on 1 and 2 devices
+    .venv/bin/python scripts/bench_train.py --precision float32 bfloat16   # and in bfloat16
 
 Each system runs in its own process (scripts/bench/train_systems.py: the UNet of --model
-trained on, its VAE and text encoder frozen, float32, AdamW + clipping + EMA), on the same
-batches; their timed rounds interleave. Reported: seconds per step, images/s, the FLOP rate
+trained on, its VAE and text encoder frozen, AdamW + clipping + EMA), on the same batches;
+their timed rounds interleave. `--precision bfloat16` adds each system in bfloat16 compute
+with float32 weights (jaxgen's `precision: bfloat16`, diffusers under `torch.autocast`, as its
+example's `--mixed_precision bf16` runs). Reported: seconds per step, images/s, the FLOP rate
 (XLA's count of jaxgen's step, which is the same arithmetic in both) against the machine's
-square-matmul rate measured in the same run, and peak RSS. Writes a JSON file and prints a
+square-matmul peak in that precision (the better of jax's and torch's, measured in the same
+run), and peak RSS. Writes a JSON file and prints a
 markdown table; docs/benchmarks.md ("Training") holds the figures.
 """
 
@@ -32,6 +36,8 @@ from scripts.bench.driver import Worker  # noqa: E402
 from scripts.bench.report import environment  # noqa: E402
 from scripts.bench.train_systems import stage2_train_config  # noqa: E402
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     from jaxgen.default_model import default_model_path
@@ -39,23 +45,30 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     model = str(Path(args.model) if args.model else default_model_path())
     config = {"model": model, "batch": args.batch, "distinct": args.distinct,
               "threads": args.threads}
-    # jaxgen once per XLA device count (the data-parallel step splits the batch over them)
-    systems = {f"train_jaxgen_{n}dev": ("train_jaxgen", {**config, "host_devices": n},
-                                        f"jaxgen, {n} XLA device{'s' * (n > 1)}")
-               for n in args.host_devices}
     threads = f"{args.threads} thread{'s' * (args.threads > 1)}"
-    systems["train_diffusers"] = ("train_diffusers", config, f"diffusers, torch {threads}")
+    systems = {}
+    for precision in args.precision:
+        cfg = {**config, "precision": precision}
+        tag, label = ("", "") if precision == "float32" else ("_bf16", ", bfloat16")
+        # jaxgen once per XLA device count (the data-parallel step splits the batch over them)
+        for n in args.host_devices:
+            systems[f"train_jaxgen_{n}dev{tag}"] = (
+                "train_jaxgen", {**cfg, "host_devices": n},
+                f"jaxgen, {n} XLA device{'s' * (n > 1)}{label}")
+        systems[f"train_diffusers{tag}"] = ("train_diffusers", cfg,
+                                            f"diffusers, torch {threads}{label}")
     workers = {name: Worker(system, cfg, log_dir, name=name)
                for name, (system, cfg, _) in systems.items()}
     first_jaxgen = next(iter(workers))
-    out: dict[str, Any] = {"model": model, "settings": {**config,
-                                                       "host_devices": args.host_devices},
-                           "systems": {}}
+    out: dict[str, Any] = {"model": model, "settings": {
+        **config, "host_devices": args.host_devices, "precision": args.precision},
+        "systems": {}}
     try:
         for name, w in workers.items():
             out["systems"][name] = {"label": systems[name][2], "load": w.ready,
                                     "prepare": w.call("prepare"), "runs": []}
-        out["peak_before"] = workers[first_jaxgen].call("matmul", repeats=10)
+        out["peak_before"] = {p: workers[first_jaxgen].call("matmul", repeats=10, dtype=p)
+                              for p in PRECISIONS}
         for r in range(args.rounds):  # interleaved, alternating who goes first
             order = list(workers) if r % 2 == 0 else list(reversed(workers))
             for name in order:
@@ -67,33 +80,43 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         for name, w in workers.items():
             out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
         out["flops_per_step"] = workers[first_jaxgen].call("flops")["flops_per_step"]
-        out["torch_matmul"] = workers["train_diffusers"].call("matmul", repeats=10)
-        out["peak_after"] = workers[first_jaxgen].call("matmul", repeats=10)
+        torch_worker = next(w for w in workers.values() if w.system == "train_diffusers")
+        out["torch_matmul"] = {p: torch_worker.call("matmul", repeats=10, dtype=p)
+                               for p in PRECISIONS}
+        out["peak_after"] = {p: workers[first_jaxgen].call("matmul", repeats=10, dtype=p)
+                             for p in PRECISIONS}
     finally:
         for w in workers.values():
             w.close()
     out["stage2_steps"] = steps = stage2_train_config().steps  # what a step's time scales to
-    out["peak_flops_per_s"] = max(out["peak_before"]["flops_per_s"],
-                                  out["peak_after"]["flops_per_s"])
-    for system in out["systems"].values():
+    # the machine's peak in each precision: the best square matmul either framework reached
+    out["peak_flops_per_s"] = {p: max(out[k][p]["flops_per_s"] for k in (
+        "peak_before", "peak_after", "torch_matmul")) for p in PRECISIONS}
+    for name, system in out["systems"].items():
         per_step = sorted(r["seconds"] / r["steps"] for r in system["runs"])
         median = statistics.median(per_step)
         rate = out["flops_per_step"] / median
         system["summary"] = {
             "median_s_per_step": median, "best_s_per_step": per_step[0],
             "worst_s_per_step": per_step[-1], "images_per_s": args.batch / median,
-            "flops_per_s": rate, "of_peak": rate / out["peak_flops_per_s"],
+            "flops_per_s": rate,
+            "of_peak": rate / out["peak_flops_per_s"][systems[name][1]["precision"]],
             "stage2_minutes": steps * median / 60}
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
     env, s = report["environment"], report["settings"]
+
+    def rate(key: str, p: str) -> float:
+        return max(report[k][p]["flops_per_s"] for k in key.split()) / 1e9
+
+    peaks = "; ".join(f"{p} {rate('peak_before peak_after', p):.0f} (jax), "
+                      f"{rate('torch_matmul', p):.0f} (torch)" for p in PRECISIONS)
     lines = [f"{env['date']}, {env['cpu']}, {env['cores']} cores; batch "
              f"{s['batch']}, {report['rounds']} rounds of {report['steps']} steps; "
-             f"{report['flops_per_step'] / 1e9:.1f} GFLOP a step (XLA's count); matmul peak "
-             f"{report['peak_flops_per_s'] / 1e9:.0f} GFLOP/s (jax), "
-             f"{report['torch_matmul']['flops_per_s'] / 1e9:.0f} (torch)", "",
+             f"{report['flops_per_step'] / 1e9:.1f} GFLOP a step (XLA's count); square "
+             f"matmul GFLOP/s: {peaks}", "",
              "| system | s/step (median; best-worst) | img/s | GFLOP/s | of peak | stage 2 "
              f"({report['stage2_steps']:,} steps) | peak RSS |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -119,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--host-devices", type=int, nargs="+",
                    help="XLA CPU device counts to time jaxgen's data-parallel step at, each in "
                         "its own worker (default: `jaxgen train`'s, one per core)")
+    p.add_argument("--precision", nargs="+", default=["float32"], choices=PRECISIONS,
+                   help="compute precisions to time each system in (weights stay float32)")
     p.add_argument("--out", default="bench-train.json")
     args = p.parse_args(argv)
     for flag in ("batch", "steps", "rounds", "distinct", "threads"):

@@ -68,8 +68,8 @@ def system_config(args: argparse.Namespace, case: dict[str, Any], model: Path,
             # the GPU path on a CPU: same code, devices it can run on
             "device": "cpu" if args.dry_run_on_cpu else args.device,
             "dtype": "bfloat16" if gpu else "float32",
-            "torch_dtype": ("bfloat16" if args.dry_run_on_cpu else "float16") if gpu
-            else "float32",
+            "torch_dtype": args.torch_dtype or (
+                ("bfloat16" if args.dry_run_on_cpu else "float16") if gpu else "float32"),
             "attention": "cudnn" if gpu else None, "threads": args.threads,
             "cache_dir": cache_dir, "host_devices": args.host_devices}
 
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--host-devices", type=int,
                    help="jaxgen on CPU: split the batch over this many XLA host devices "
                         "(default: one per core; 1 on GPU)")
+    p.add_argument("--torch-dtype", choices=("float32", "bfloat16", "float16"),
+                   help="diffusers' dtype (default: float32 on CPU, float16 on GPU); on a CPU "
+                        "with AMX, bfloat16 runs its matmuls and convolutions on the tile unit")
     p.add_argument("--peak-repeats", type=int, default=10, help="best of N matmuls")
     p.add_argument("--out", default="benchmark.json")
     p.add_argument("--plot", help="write the images/s vs batch size PNG here")

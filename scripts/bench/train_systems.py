@@ -1,6 +1,7 @@
 """The training benchmark's systems: one stage-2 train step of the default model, two ways.
 
-Both train the UNet of a model directory (float32) on the denoising loss, reading its VAE and
+Both train the UNet of a model directory (float32 weights; computing in config["precision"])
+on the denoising loss, reading its VAE and
 text encoder frozen, on the same batches of shapes scenes: VAE posterior sample, random
 timestep, MSE against the model scheduler's target (v for the default model), gradients
 clipped at 1.0, AdamW, EMA of the weights; optimiser settings are stage 2's. jaxgen runs
@@ -8,12 +9,14 @@ the step `jaxgen train` runs (jaxgen.train.loop.make_train_step under one jax.ji
 runs the same step written the way diffusers' train_text_to_image.py example writes it.
 
 Ops: `prepare()` (first step: compile / warm-up), `time(steps)` (that many steps, seconds),
-`flops()` (XLA's count for one step; jaxgen only) and `matmul(repeats)` (the framework's
-square-matmul rate on this machine).
+`flops()` (XLA's count for one step; jaxgen only) and `matmul(repeats, dtype)` (the
+framework's square-matmul rate on this machine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -34,12 +37,13 @@ def _batches(config: dict[str, Any], tokenizer: Any) -> list[dict[str, Any]]:
             for s in range(config["distinct"])]
 
 
-def stage2_train_config() -> Any:
-    """Stage 2's optimiser settings (jaxgen.train.config imports no jax: torch's RSS stays its
-    own)."""
+def stage2_train_config(precision: str | None = None) -> Any:
+    """Stage 2's optimiser settings, computing in `precision` if given (jaxgen.train.config
+    imports no jax: torch's RSS stays its own)."""
     from jaxgen.train.config import TrainConfig, from_section, read_yaml
 
-    return from_section(TrainConfig, read_yaml(STAGE_CONFIG)["train"], str(STAGE_CONFIG))
+    cfg = from_section(TrainConfig, read_yaml(STAGE_CONFIG)["train"], str(STAGE_CONFIG))
+    return dataclasses.replace(cfg, precision=precision) if precision else cfg
 
 
 class _Timed:
@@ -77,7 +81,7 @@ class JaxgenTrain(_Timed):
 
         self.jax = jax
         model = load_model(config["model"])
-        cfg = stage2_train_config()
+        cfg = stage2_train_config(config.get("precision"))
         unet, vae, text = model.modules(cfg.compute_dtype())
         schedule = SchedulerConfig.from_dict(model.scheduler_config)  # diffusers reads it too
         loss = diffusion_loss_fn(unet, text, vae, schedule, model.vae.scaling_factor)
@@ -110,10 +114,10 @@ class JaxgenTrain(_Timed):
         # XLA counts one device's share of the split batch
         return {"flops_per_step": float(cost["flops"]) * self.step.mesh.size}
 
-    def matmul(self, repeats: int) -> dict[str, Any]:
+    def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
         from scripts.bench.systems import PeakSystem
 
-        return PeakSystem({"device": "cpu", "dtype": "float32"}).matmul(repeats)
+        return PeakSystem({"device": "cpu", "dtype": dtype}).matmul(repeats)
 
 
 class DiffusersTrain(_Timed):
@@ -137,6 +141,9 @@ class DiffusersTrain(_Timed):
         self.params = list(self.unet.parameters())
         self.ema = [p.detach().clone() for p in self.params]
         self.cfg = cfg = stage2_train_config()
+        # mixed precision as diffusers' example runs it (accelerate's bf16 is this autocast)
+        self.autocast = (torch.autocast("cpu", dtype=torch.bfloat16)
+                         if config.get("precision") == "bfloat16" else contextlib.nullcontext())
         self.opt = torch.optim.AdamW(self.params, lr=cfg.learning_rate, betas=(cfg.b1, cfg.b2),
                                      weight_decay=cfg.weight_decay)
         # stage 2's linear warmup (its cosine is ~flat this early), so the losses compare
@@ -149,8 +156,8 @@ class DiffusersTrain(_Timed):
 
     def _step(self, batch: dict[str, Any]) -> float:
         torch, sched = self.torch, self.scheduler
-        with torch.no_grad():
-            latents = self.vae.encode(batch["images"]).latent_dist.sample()
+        with torch.no_grad(), self.autocast:
+            latents = self.vae.encode(batch["images"]).latent_dist.sample().float()
             latents = latents * self.vae.config.scaling_factor
             context = self.text(batch["input_ids"])[0]
         noise = torch.randn_like(latents)
@@ -158,8 +165,9 @@ class DiffusersTrain(_Timed):
         noisy = sched.add_noise(latents, noise, t)
         v = sched.config.prediction_type == "v_prediction"
         target = sched.get_velocity(latents, noise, t) if v else noise
-        out = self.unet(noisy, t, encoder_hidden_states=context).sample
-        loss = torch.nn.functional.mse_loss(out, target)
+        with self.autocast:
+            out = self.unet(noisy, t, encoder_hidden_states=context).sample
+        loss = torch.nn.functional.mse_loss(out.float(), target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
@@ -174,7 +182,7 @@ class DiffusersTrain(_Timed):
             self.last_loss = self._step(self.batches[self.done % len(self.batches)])
             self.done += 1
 
-    def matmul(self, repeats: int) -> dict[str, Any]:
+    def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
         from scripts.bench.systems import torch_matmul
 
-        return torch_matmul(self.torch, self.torch.float32, "cpu", repeats)
+        return torch_matmul(self.torch, getattr(self.torch, dtype), "cpu", repeats)
