@@ -78,8 +78,9 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_f(int(batch) / d[s]['min_s'])})" for s in report["systems"]]
             mfu = [f"{d[s]['mfu']:.0%} / {d[s]['unet_util']:.0%}" for s in report["systems"]]
             load = statistics.mean(d[s]["loadavg"] for s in report["systems"])
-            torch_dtype = "" if st["torch_dtype"] == "float32" else f", torch {st['torch_dtype']}"
-            lines.append(f"| {name} {st['size']}px {st['steps']} steps{torch_dtype} | {batch} | "
+            # diffusers' dtype, where it is not jaxgen's (--torch-dtype, or float16 on a GPU)
+            peer = "" if st["torch_dtype"] == st["dtype"] else f", diffusers {st['torch_dtype']}"
+            lines.append(f"| {name} {st['size']}px {st['steps']} steps{peer} | {batch} | "
                          + " | ".join(cells) + f" | {d['ratio']:.2f}x | " + " | ".join(mfu)
                          + f" | {load:.1f} |")
     lines += ["", "| case | GFLOP/image (XLA) | UNet GFLOP/step/image XLA / analytic | "
