@@ -12,8 +12,8 @@ with float32 weights (jaxgen's `precision: bfloat16`, diffusers under `torch.aut
 example's `--mixed_precision bf16` runs). Reported: seconds per step, images/s, the FLOP rate
 (XLA's count of jaxgen's step, which is the same arithmetic in both) against the machine's
 square-matmul peak in that precision (the better of jax's and torch's, measured in the same
-run), and peak RSS. Writes a JSON file and prints a
-markdown table; docs/benchmarks.md ("Training") holds the figures.
+run), and peak RSS. Writes a JSON file and prints a markdown table; docs/benchmarks.md
+("Training") holds the figures.
 """
 
 from __future__ import annotations

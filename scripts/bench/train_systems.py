@@ -1,12 +1,12 @@
 """The training benchmark's systems: one stage-2 train step of the default model, two ways.
 
-Both train the UNet of a model directory (float32 weights; computing in config["precision"])
-on the denoising loss, reading its VAE and
-text encoder frozen, on the same batches of shapes scenes: VAE posterior sample, random
-timestep, MSE against the model scheduler's target (v for the default model), gradients
-clipped at 1.0, AdamW, EMA of the weights; optimiser settings are stage 2's. jaxgen runs
-the step `jaxgen train` runs (jaxgen.train.loop.make_train_step under one jax.jit); diffusers
-runs the same step written the way diffusers' train_text_to_image.py example writes it.
+Both train the UNet of a model directory (float32 weights, computing in config["precision"])
+on the denoising loss, reading its VAE and text encoder frozen, on the same batches of shapes
+scenes: VAE posterior sample, random timestep, MSE against the model scheduler's target (v
+for the default model), gradients clipped at 1.0, AdamW, EMA of the weights; optimiser
+settings are stage 2's. jaxgen runs the step `jaxgen train` runs
+(jaxgen.train.loop.make_train_step under one jax.jit); diffusers runs the same step written
+the way diffusers' train_text_to_image.py example writes it.
 
 Ops: `prepare()` (first step: compile / warm-up), `time(steps)` (that many steps, seconds),
 `flops()` (XLA's count for one step; jaxgen only) and `matmul(repeats, dtype)` (the
