@@ -32,11 +32,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jaxgen.engine.sharding import cpu_device_count  # noqa: E402
+from jaxgen.train.config import PRECISIONS as TRAIN_PRECISIONS  # noqa: E402
 from scripts.bench.driver import Worker  # noqa: E402
 from scripts.bench.report import environment  # noqa: E402
 from scripts.bench.train_systems import stage2_train_config  # noqa: E402
 
-PRECISIONS = ("float32", "bfloat16")
+# jaxgen's explicit compute precisions (its "auto" is float32 on a CPU)
+PRECISIONS = tuple(p for p in TRAIN_PRECISIONS if p != "auto")
 
 
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -108,11 +110,11 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     env, s = report["environment"], report["settings"]
 
-    def rate(key: str, p: str) -> float:
-        return max(report[k][p]["flops_per_s"] for k in key.split()) / 1e9
+    def gflops(p: str, *keys: str) -> float:
+        return max(report[k][p]["flops_per_s"] for k in keys) / 1e9
 
-    peaks = "; ".join(f"{p} {rate('peak_before peak_after', p):.0f} (jax), "
-                      f"{rate('torch_matmul', p):.0f} (torch)" for p in PRECISIONS)
+    peaks = "; ".join(f"{p} {gflops(p, 'peak_before', 'peak_after'):.0f} (jax), "
+                      f"{gflops(p, 'torch_matmul'):.0f} (torch)" for p in PRECISIONS)
     lines = [f"{env['date']}, {env['cpu']}, {env['cores']} cores; batch "
              f"{s['batch']}, {report['rounds']} rounds of {report['steps']} steps; "
              f"{report['flops_per_step'] / 1e9:.1f} GFLOP a step (XLA's count); square "
