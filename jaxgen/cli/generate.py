@@ -1,0 +1,163 @@
+"""`jaxgen generate`: manifest in, image dataset out, through the Beam pipeline.
+
+It runs the same pipeline as `python -m pipelines.generate_dataset` (jaxgen.beam.run_pipeline);
+Beam's own flags (--runner, --direct_running_mode, ...) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jaxgen.dataset.config import DEFAULTABLE_FIELDS, JobConfig
+from jaxgen.default_model import RECOMMENDED
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="path or glob (comma-separated for several)")
+    p.add_argument("--out", required=True, help="output directory (any Beam filesystem)")
+    p.add_argument("--model", help="diffusers-format directory (default: the default model)")
+    p.add_argument("--job-config", help="YAML of job settings (see configs/jobs/)")
+    p.add_argument("--format", dest="output_format", help="webdataset | parquet | imagefolder")
+    p.add_argument("--image-format", help="png | webp | jpeg")
+    p.add_argument("--image-quality", type=int)
+    p.add_argument("--shard-size", type=int)
+    p.add_argument("--job-seed", type=int)
+    p.add_argument("--batch-size", type=int, help="images per device step (global)")
+    p.add_argument("--dtype", help="float32 | bfloat16 (default: by backend)")
+    p.add_argument("--model-parallel", type=int, default=1)
+    p.add_argument("--expect-backend", help="cpu | gpu | tpu: fail rather than fall back")
+    p.add_argument("--runner-profile", help="configs/runners/NAME.yaml (local, dataflow_gpu, ...)")
+    p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
+    p.add_argument("--host-index", type=int, help="this host's number in a multi-host job")
+    p.add_argument("--host-count", type=int, help="hosts sharing the job (shards split by index)")
+    p.add_argument("--no-progress", action="store_true")
+    for name in DEFAULTABLE_FIELDS:
+        kind = {"guidance": float}.get(name, int if name in _INT_FIELDS else str)
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"default_{name}",
+                       help=f"default {name} for rows without one")
+
+
+_INT_FIELDS = {"steps", "height", "width", "num_images", "seed"}
+
+
+def job_config(args: argparse.Namespace, size_multiple: int | None = None,
+               native_size: int | None = None,
+               model_defaults: dict[str, Any] | None = None) -> JobConfig:
+    values: dict[str, Any] = {}
+    if args.job_config:
+        values.update(yaml.safe_load(Path(args.job_config).read_text()) or {})
+    defaults = dict(values.pop("defaults", None) or {})
+    for name in ("output_format", "image_format", "image_quality", "shard_size", "job_seed",
+                 "host_index", "host_count"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    for name in DEFAULTABLE_FIELDS:
+        if getattr(args, f"default_{name}") is not None:
+            defaults[name] = getattr(args, f"default_{name}")
+    values.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run)
+    if size_multiple:
+        values["size_multiple"] = size_multiple
+    if native_size:  # the model's own resolution, unless the job says otherwise
+        defaults.setdefault("height", native_size)
+        defaults.setdefault("width", native_size)
+    for name, value in (model_defaults or {}).items():  # the model's own, unless the job's
+        defaults.setdefault(name, value)
+    return JobConfig.from_mapping({**values, "defaults": defaults})
+
+
+def _spec(args: argparse.Namespace):
+    from jaxgen.default_model import default_model_path
+    from jaxgen.engine.spec import GeneratorSpec
+
+    model = args.model or str(default_model_path())
+    return GeneratorSpec(model=model, dtype=args.dtype, batch_size=args.batch_size,
+                         model_parallel=args.model_parallel, expect_backend=args.expect_backend)
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from jaxgen.beam.pipeline import run_pipeline
+
+    spec = _spec(args)
+    if not args.dry_run:
+        spec.check()
+    config = job_config(args, spec.size_multiple(), spec.native_size(),
+                        None if args.model else RECOMMENDED)
+    if args.runner_profile:
+        from pipelines.generate_dataset import profile_flags
+
+        beam_args = profile_flags(args.runner_profile) + beam_args
+    progress = None if args.no_progress or args.dry_run else _Progress(config)
+    try:
+        summary = run_pipeline(config, None if args.dry_run else spec, beam_args)
+    finally:
+        if progress:
+            progress.stop()
+    _print_summary(summary)
+    return 0
+
+
+class _Progress:
+    """A progress bar fed by the shard stats files as they land (works for any runner
+    writing to a filesystem this process can list)."""
+
+    def __init__(self, config: JobConfig):
+        from tqdm import tqdm
+
+        self.config = config
+        self.total_rows = _estimate_rows(config)
+        shards = math.ceil(self.total_rows / config.shard_size) if self.total_rows else None
+        self.bar = tqdm(total=shards, unit="shard", desc="jaxgen", dynamic_ncols=True)
+        self.seen: dict[str, int] = {}
+        self.done = threading.Event()
+        self.start = time.time()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.wait(2.0):
+            self._update()
+
+    def _update(self) -> None:
+        from jaxgen.dataset.progress import completed_shards
+
+        shards, images = completed_shards(self.config.output, self.seen)
+        self.bar.n = shards
+        rate = images / max(time.time() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{images} images, {rate:.2f} img/s")
+        self.bar.refresh()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._update()
+        self.bar.close()
+
+
+def _estimate_rows(config: JobConfig) -> int:
+    from jaxgen.dataset.progress import count_rows
+
+    try:
+        return count_rows(config)
+    except Exception:  # the bar is a convenience; the pipeline reports real errors
+        return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from jaxgen.beam.pipeline import summary_line
+
+    print(summary_line(summary))
+    if summary.get("complete") is False:
+        return
+    counts = summary.get("counts", {})
+    width = max((len(k) for k in counts), default=0)
+    print("\n".join(f"  {k:<{width}}  {v}" for k, v in counts.items()))
+    for key in ("output", "duration_s", "images_per_s"):
+        if key in summary:
+            print(f"  {key:<{width}}  {summary[key]}")
