@@ -41,7 +41,7 @@ def probe_prompts(n: int):
         POSITION_IN,
         RELATION_PHRASES,
         SIZE_WORDS,
-        _fix_articles,
+        fix_articles,
     )
 
     prompts, seed = [], SEED_START
@@ -64,7 +64,7 @@ def probe_prompts(n: int):
             fields = dict(o1=f"{size(first)} {first.colour} {first.shape}",
                           o2=f"{size(second)} {second.colour} {second.shape}",
                           rel=phrases[int(rng.integers(len(phrases)))], bg=scene.background)
-        text = _fix_articles(templates[template].format(**fields))
+        text = fix_articles(templates[template].format(**fields))
         if score(parse_caption(text), analyse(render(scene)))["joint"]:
             prompts.append(EvalPrompt(seed, text, k, template, True))
         seed += 1

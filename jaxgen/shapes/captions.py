@@ -80,7 +80,7 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _fix_articles(text: str) -> str:
+def fix_articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
@@ -118,7 +118,7 @@ def caption(
             o1=phrase(first), o2=phrase(second), rel=_pick(rng, RELATION_PHRASES[relation]),
             bg=scene.background,
         )  # fmt: skip
-    return _fix_articles(text)
+    return fix_articles(text)
 
 
 # ----------------------------------------------------------------------------- parser
