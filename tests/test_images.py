@@ -17,6 +17,7 @@ from jaxgen.images import (
     check_strength,
     default_size,
     fit_to_size,
+    load_image_inputs,
     read_image,
     read_mask,
     resolve_image_ref,
@@ -343,3 +344,39 @@ def test_strength_in_range_is_accepted(value):
 def test_error_message_names_field_value_and_reason():
     with pytest.raises(ValueError, match=r"^strength 2: must be in \(0, 1\]"):
         check_strength(2)
+
+
+# --- one request's inputs ------------------------------------------------------------------
+
+
+def test_inputs_default_to_the_image_size_rounded(tmp_path):
+    path = save(Image.fromarray(three_bands(41, 20)), tmp_path / "i.png")
+    inputs = load_image_inputs(path, size_multiple=8)
+    assert inputs.image.shape == (16, 40, 3) and inputs.mask is None
+    assert inputs.record_fields() == {
+        "init_image": path,
+        "init_image_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
+    }
+
+
+def test_mask_is_fitted_to_its_image_frame(tmp_path):
+    image = save(Image.fromarray(three_bands(90, 30)), tmp_path / "i.png")
+    gray = np.zeros((15, 45), np.uint8)
+    gray[:, 30:] = 255  # repaint the red third, drawn at half scale
+    mask = save(Image.fromarray(gray), tmp_path / "m.png")
+    inputs = load_image_inputs(image, mask, size=(32, 48), resize="stretch")
+    assert inputs.image.shape == (32, 48, 3) and inputs.mask.shape == (32, 48)
+    assert np.all(inputs.mask[:, 36:] == 1.0) and np.all(inputs.mask[:, :28] == 0.0)
+    assert np.all(inputs.image[:, 36:] == RED)
+    assert set(inputs.record_fields()) == {
+        "init_image", "init_image_sha256", "mask_image", "mask_image_sha256"
+    }
+
+
+def test_inputs_name_the_field_at_fault(tmp_path):
+    image = save(Image.fromarray(three_bands(90, 30)), tmp_path / "i.png")
+    square = save(Image.new("L", (30, 30)), tmp_path / "m.png")
+    missing = str(tmp_path / "nope.png")
+    assert "30x30" in rejected("mask_image", load_image_inputs, image, square)
+    assert "no such file" in rejected("mask_image", load_image_inputs, image, missing)
+    assert "no such file" in rejected("init_image", load_image_inputs, missing, image)
