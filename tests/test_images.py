@@ -88,13 +88,36 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
     assert r > 240 and g < 15 and b < 15
 
 
-@pytest.mark.parametrize("value, expected", [(65535, 255), (32768, 128), (257, 1), (0, 0)])
-def test_16_bit_gray_is_scaled_to_8_bit(tmp_path, value, expected):
+@pytest.mark.parametrize(
+    "value, expected", [(65535, 255), (32768, 128), (257, 1), (0, 0), (65280, 255), (255, 0)]
+)
+def test_16_bit_gray_keeps_its_top_byte(tmp_path, value, expected):
     image = Image.fromarray(np.full((2, 3), value, np.uint16))
     loaded = read_image(save(image, tmp_path / "g16.png"))
     assert loaded.original_mode.startswith("I")
     assert loaded.pixels.shape == (2, 3, 3)
     assert np.all(loaded.pixels == expected)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_file(width: int, height: int, bit_depth: int, colour_type: int, idat: bytes) -> bytes:
+    """A PNG written by hand, for what Pillow will not write: `idat` is the compressed rows."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
+
+
+def test_16_bit_colour_follows_the_gray_rule(tmp_path):
+    samples = np.array([65280, 32768, 65535, 257, 0, 255], ">u2")
+    rows = zlib.compress(b"\0" + samples.tobytes())  # one row, filter byte 0
+    (tmp_path / "rgb16.png").write_bytes(png_file(2, 1, 16, 2, rows))
+    pixels = read_image(str(tmp_path / "rgb16.png")).pixels
+    assert pixels.reshape(-1).tolist() == [255, 128, 255, 1, 0, 0]
 
 
 def test_exif_orientation_is_applied_first(tmp_path):
@@ -188,6 +211,14 @@ def test_stretch_keeps_the_corners():
     assert tuple(out[0, 0]) == BLUE and tuple(out[-1, -1]) == RED
 
 
+def test_mask_edge_resizes_smooth_without_ringing():
+    step = np.zeros((1, 16), np.float32)
+    step[:, 8:] = 1.0
+    row = fit_to_size(step, 1, 128, "stretch")[0]
+    assert np.all(np.diff(row) >= 0)  # monotone: no LANCZOS ripple
+    assert np.any((row > 0.0) & (row < 1.0))  # soft: not NEAREST's hard step
+
+
 def test_resized_mask_stays_in_zero_one():
     mask = np.zeros((64, 64), np.float32)
     mask[::2] = 1.0  # stripes make LANCZOS overshoot; BILINEAR must not
@@ -205,6 +236,7 @@ def test_unknown_policy_is_rejected():
     [
         ((512, 768), (512, 768)),  # already multiples
         ((516, 517), (512, 520)),  # nearest: 516 is a tie and rounds down, 517 rounds up
+        ((524, 523), (520, 520)),  # every tie rounds down (not to the even multiple)
         ((3, 11), (8, 8)),  # never below one multiple
         ((1080, 1920), (1080, 1920)),
     ],
@@ -277,18 +309,14 @@ def test_truncated_file_is_rejected(tmp_path, name):
     assert "truncated" in rejected("init_image", read_image, str(tmp_path / name))
 
 
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def test_damaged_pixel_data_is_rejected(tmp_path):
+    (tmp_path / "bad.png").write_bytes(png_file(4, 4, 8, 2, b"not zlib data"))
+    assert "damaged" in rejected("init_image", read_image, str(tmp_path / "bad.png"))
 
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a size but holds a few bytes of pixel data."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
+    return png_file(width, height, 8, 2, zlib.compress(b"\0" * 64))
 
 
 def test_decompression_bomb_is_rejected_from_the_header_before_decoding(tmp_path):
@@ -299,7 +327,7 @@ def test_decompression_bomb_is_rejected_from_the_header_before_decoding(tmp_path
 
 def test_huge_bomb_past_pillows_own_limit_is_rejected(tmp_path):
     (tmp_path / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
-    assert "pixels" in rejected("mask_image", read_mask, str(tmp_path / "bomb.png"))
+    assert "too many pixels" in rejected("mask_image", read_mask, str(tmp_path / "bomb.png"))
 
 
 def test_pixel_limit_is_a_parameter(tmp_path):

@@ -42,7 +42,7 @@ def fit_to_size(
     else:
         out = image.resize(size, resample)
     result = np.asarray(out)
-    return np.clip(result, 0.0, 1.0) if is_mask else result
+    return np.clip(result, 0.0, 1.0) if is_mask else result  # clip: float rounding only
 
 
 def default_size(image_hw: tuple[int, int], size_multiple: int) -> tuple[int, int]:
