@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 
 import numpy as np
@@ -244,3 +245,59 @@ def test_empty_image_analyses_to_no_objects() -> None:
     blank = render(Scene("green", (), None))
     found = analyse(blank)
     assert found == Scene("green", (), None)
+
+
+# Captions written before under-specified captions existed; training data and the held-out
+# evaluation prompts depend on them bit for bit.
+PINNED_CAPTIONS = {
+    (0, 1, 0): "a small blue square on the right on a cyan background",
+    (1, 1, 1): "purple background with a little pink triangle in the middle",
+    (2, 1, 2): "at the top right there is a small blue circle on a cyan background",
+    (3, 1, 3): "a picture of a little blue circle at the top left; the background is cyan",
+    (4, 1, 4): "large purple triangle, bottom right, black background",
+    (5, 1, 5): "a little cyan circle at the bottom",
+    (6, 2, 0): "a large green triangle beneath a small yellow square on a purple background",
+    (7, 2, 1): "pink background with a little blue triangle above a large blue circle",
+    (8, 2, 2): "a large cyan square right of a small red triangle, black background",
+    (9, 2, 3): "on a purple background, a big black triangle is beneath a large pink triangle",
+    (10, 2, 4): "a big green square beneath a small green square",
+}
+PINNED_RANDOM_TEMPLATE = {
+    11: "at the bottom there is a big white square on a green background",
+    12: "a small white circle beneath a big yellow square",
+    13: "cyan background with a small green circle beneath a big pink triangle",
+}
+PINNED_FROM_ONE_GENERATOR = [
+    "on a blue background, a little yellow square is to the right of a small red square",
+    "a picture of a large purple square on the left; the background is black",
+    "a small pink circle below a little red square",
+    "a small blue square on the left on a white background",
+]
+# sha256 over every template's caption (and its parse) of seeds 0-299, then seeds 0-299 with a
+# random template.
+PINNED_CAPTIONS_SHA256 = "e0ad44e61e3ead10aa73723dbb630714cdf29daad19373316d55c14035906b84"
+PINNED_PARSES_SHA256 = "6583a7d4f506ee7eba07b6135faf277aec61975aa1c6ff702e4ba9bd695cbe05"
+
+
+def test_fully_specified_captions_are_unchanged() -> None:
+    for (seed, num_objects, template), text in PINNED_CAPTIONS.items():
+        assert caption(sample_scene(seed, num_objects=num_objects), seed, template=template) == text
+    for seed, text in PINNED_RANDOM_TEMPLATE.items():
+        assert caption(sample_scene(seed), seed) == text
+    rng = np.random.default_rng(5)
+    assert [caption(sample_scene(s), rng) for s in (20, 21, 22, 23)] == PINNED_FROM_ONE_GENERATOR
+
+
+def test_every_template_caption_and_its_parse_are_unchanged() -> None:
+    captions, parses = hashlib.sha256(), hashlib.sha256()
+    texts = [
+        caption(sample_scene(seed, num_objects=n), seed, template=t)
+        for n, templates in ((1, SINGLE_TEMPLATES), (2, PAIR_TEMPLATES))
+        for t in range(len(templates))
+        for seed in range(300)
+    ] + [caption(sample_scene(seed), seed) for seed in range(300)]
+    for text in texts:
+        captions.update(text.encode() + b"\n")
+        parses.update(repr(parse_caption(text)).encode() + b"\n")
+    assert captions.hexdigest() == PINNED_CAPTIONS_SHA256
+    assert parses.hexdigest() == PINNED_PARSES_SHA256
