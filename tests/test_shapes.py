@@ -21,6 +21,7 @@ from jaxgen.shapes import (
     ObjectSpec,
     Scene,
     SceneSpec,
+    ShapeObject,
     analyse,
     canonical,
     caption,
@@ -31,6 +32,7 @@ from jaxgen.shapes import (
     score,
 )
 from jaxgen.shapes.analyse import shape_fits
+from jaxgen.shapes.captions import OMITTABLE
 from jaxgen.shapes.render import object_mask
 from jaxgen.shapes.scene import INVERSE_RELATION
 
@@ -301,3 +303,106 @@ def test_every_template_caption_and_its_parse_are_unchanged() -> None:
         parses.update(repr(parse_caption(text)).encode() + b"\n")
     assert captions.hexdigest() == PINNED_CAPTIONS_SHA256
     assert parses.hexdigest() == PINNED_PARSES_SHA256
+
+
+SINGLE_OMITTABLE = ("shape", "colour", "size", "position", "background")
+PAIR_OMITTABLE = ("shape", "colour", "size", "relation", "background")
+
+
+def _patterns(attributes: tuple[str, ...]) -> list[frozenset[str]]:
+    return [frozenset(a for bit, a in enumerate(attributes) if mask >> bit & 1)
+            for mask in range(2 ** len(attributes))]
+
+
+def _stated(value: str, attribute: str, omit: frozenset[str]) -> str | None:
+    return None if attribute in omit else value
+
+
+@pytest.mark.parametrize(("num_objects", "omittable"), [(1, SINGLE_OMITTABLE), (2, PAIR_OMITTABLE)])
+def test_under_specified_captions_state_what_is_kept_and_leave_the_rest_free(
+    num_objects: int, omittable: tuple[str, ...]
+) -> None:
+    templates = SINGLE_TEMPLATES if num_objects == 1 else PAIR_TEMPLATES
+    for seed in range(40):
+        scene = sample_scene(seed, num_objects=num_objects)
+        found = analyse(render(scene))
+        for omit in _patterns(omittable):
+            template = seed % len(templates)
+            text = caption(scene, seed, template=template, omit=omit)
+            spec = parse_caption(text)
+            assert score(spec, found)["joint"] is True, (text, found)
+            states_background = "{bg}" in templates[template] and "background" not in omit
+            assert spec.background == (scene.background if states_background else None), text
+            if num_objects == 1:
+                obj = scene.objects[0]
+                assert spec.objects == (ObjectSpec(
+                    *(_stated(getattr(obj, a), a, omit) for a in ("shape", "colour", "size",
+                                                                 "position"))),), text
+                continue
+            # Either object may be named first; None sorts by its name.
+            want = sorted(((_stated(o.shape, "shape", omit), _stated(o.colour, "colour", omit),
+                            _stated(o.size, "size", omit)) for o in scene.objects), key=str)
+            assert sorted(((o.shape, o.colour, o.size) for o in spec.objects), key=str) == want
+            assert all(o.position is None for o in spec.objects), text
+            if "relation" in omit:
+                assert spec.relation is None, text
+            else:
+                assert _spec_as_canonical_scene(spec).relation == canonical(scene).relation, text
+
+
+def test_under_specified_wording() -> None:
+    single, pair = sample_scene(6, num_objects=1), sample_scene(6, num_objects=2)
+    assert caption(single, 6, template=0, omit={"size", "position", "background"}) == (
+        "a yellow square")
+    assert caption(single, 6, template=0, omit={"size", "colour", "position"}) == (
+        "a square on a purple background")
+    assert caption(single, 6, template=4, omit={"shape", "colour", "size"}) == (
+        "shape, center, purple background")
+    assert caption(pair, 6, template=4, omit={"shape", "colour", "size", "relation"}) == (
+        "two shapes")
+    assert caption(pair, 6, template=0, omit={"colour", "relation"}) == (
+        "a large triangle and a small square on a purple background")
+    assert caption(pair, 6, template=3, omit={"size", "background"}) == (
+        "a green triangle is beneath a yellow square")
+    assert caption(pair, 6, template=1, omit={"shape", "size"}) == (
+        "purple background with a green shape beneath a yellow shape")
+    # An object whose first letter changes takes "an": "a orange" would not be English.
+    orange = Scene("white", (ShapeObject("circle", "orange", "large", "top"),), None)
+    assert caption(orange, 0, template=0, omit={"size"}).startswith("an orange circle")
+
+
+def test_two_alike_objects_without_a_relation_are_two_of_them() -> None:
+    twins = Scene("white", (ShapeObject("circle", "red", "small", "left"),
+                            ShapeObject("circle", "red", "small", "right")), "left of")
+    text = caption(twins, 0, template=2, omit={"size", "relation"})
+    assert text == "two red circles, white background"
+    assert parse_caption(text) == SceneSpec(
+        "white", (ObjectSpec("circle", "red"), ObjectSpec("circle", "red")), None)
+
+
+def test_empty_caption_stands_for_the_whole_domain() -> None:
+    for seed in range(20):
+        scene = sample_scene(seed)
+        assert caption(scene, seed, omit=frozenset({"count", "background"})) == ""
+        assert caption(scene, seed, omit=frozenset(OMITTABLE)) == ""
+        # Leaving out the count leaves out the objects; the background may stay.
+        text = caption(scene, seed, omit={"count"})
+        assert parse_caption(text) == SceneSpec(scene.background)
+        assert score(parse_caption(text), analyse(render(scene)))["joint"] is True
+    for empty in ("", "   ", " ,; "):
+        assert parse_caption(empty) == SceneSpec(None, (), None)
+    result = score(SceneSpec(), analyse(render(sample_scene(3))))
+    assert result["count"] is None and result["joint"] is True
+    assert {v for k, v in result.items() if k != "joint"} == {None}
+
+
+def test_caption_refuses_unknown_omissions() -> None:
+    with pytest.raises(ValueError, match="'colours'"):
+        caption(sample_scene(0), 0, omit={"colours"})
+
+
+@pytest.mark.parametrize("prompt", ["circles", "a red circles", "red on a white background",
+                                    "left of a white background"])
+def test_under_specified_prompts_still_need_to_say_something_coherent(prompt: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(prompt))):
+        parse_caption(prompt)
