@@ -139,7 +139,9 @@ def caption(
     """
     omit = _checked_omissions(omit)
     if "count" in omit:
-        return "" if "background" in omit else _BACKGROUND_ONLY.format(bg=scene.background)
+        if "background" in omit:
+            return ""
+        return fix_articles(_BACKGROUND_ONLY.format(bg=scene.background))
     rng = _rng(rng_or_seed)
     if len(scene.objects) == 1:
         templates = _SINGLE_PIECES
