@@ -399,6 +399,8 @@ def test_empty_caption_stands_for_the_whole_domain() -> None:
 def test_caption_refuses_unknown_omissions() -> None:
     with pytest.raises(ValueError, match="'colours'"):
         caption(sample_scene(0), 0, omit={"colours"})
+    with pytest.raises(TypeError, match="a set of attribute names"):
+        caption(sample_scene(0), 0, omit="size")
 
 
 @pytest.mark.parametrize("prompt", ["circles", "a red circles", "red on a white background",

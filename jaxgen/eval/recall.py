@@ -198,8 +198,11 @@ class AttributeRecall:
 
     counts / expected: per value the attribute can take (zeros included), read-backs and the
     counts the domain predicts given each prompt. outside: read-backs the domain cannot give for
-    their prompt (three objects, or no relation), kept out of the other measures.
-    chi_square / p_value: Pearson's test of counts against expected (None with a single value).
+    their prompt (no objects or three; a colour its background rules out), kept out of the other
+    measures: they are precision failures, not spread.
+    chi_square / p_value: Pearson's test of counts against expected (None with a single value),
+    which takes the read-backs as independent draws; the two objects of a pair are nearly so
+    (both avoid the background's colour).
     largest_gap: the largest |observed share - domain share| over the values.
     """
 
@@ -312,8 +315,7 @@ def recall(pairs: Sequence[tuple[SceneSpec, Scene]]) -> RecallReport:
 
 
 def read_back(texts: Sequence[str], images: Iterable[np.ndarray]) -> list[tuple[SceneSpec, Scene]]:
-    """(parsed prompt, analysed image) per generated image; raises ValueError on an unparseable
-    prompt."""
+    """(parsed prompt, analysed image) per image; an unparseable prompt raises ValueError."""
     return [(parse_caption(t), analyse(img)) for t, img in zip(texts, images, strict=True)]
 
 

@@ -58,8 +58,7 @@ POSITION_IN: dict[str, str] = {
 OMITTABLE: tuple[str, ...] = (
     "shape", "colour", "size", "position", "background", "relation", "count",
 )  # fmt: skip
-# A left-out shape is named by this word; a left-out relation leaves "and" between the objects.
-SHAPE_WORD = "shape"
+SHAPE_WORD = "shape"  # names a left-out shape
 # Words that only under-specified captions use, for a vocabulary built from the templates.
 UNDER_SPECIFIED_WORDS: tuple[str, ...] = (
     SHAPE_WORD, "shapes", "two", "and", *(f"{shape}s" for shape in SHAPES),
@@ -89,7 +88,7 @@ _PAIR_PIECES: tuple[tuple[tuple[str, str | None], ...], ...] = (
      (" a {o2}", None)),
     (("a {o1} ", None), ("{rel}", "relation"), (" a {o2}", None)),
 )
-_LEFT_OUT_RELATION = "and"
+_LEFT_OUT_RELATION = "and"  # "a {o1} and a {o2}"
 # Without its objects a caption states at most the background.
 _BACKGROUND_ONLY = "a {bg} background"
 
@@ -134,8 +133,9 @@ def caption(
     ``omit`` names the attributes (of OMITTABLE) the caption leaves out, for both objects of a
     pair alike: "a red circle", "a circle on a white background", "two shapes", "" (everything).
     A template that never states an attribute (the background, in one template of each kind)
-    leaves it out whatever ``omit`` says. The random draws do not depend on ``omit``, so a
-    caption with omissions is the full caption of the same seed with those words taken out.
+    leaves it out whatever ``omit`` says. The random draws do not depend on ``omit`` (a caption
+    without objects draws nothing), so a caption with omissions says what the same seed's full
+    caption says, less the omitted attributes.
     """
     omit = _checked_omissions(omit)
     if "count" in omit:
@@ -169,8 +169,7 @@ def caption(
     if len(scene.objects) == 1:
         (obj,) = scene.objects
         text = fmt.format(
-            size=size_word(obj), colour=obj.colour,
-            shape=shape_word(obj),
+            size=size_word(obj), colour=obj.colour, shape=shape_word(obj),
             pos=obj.position, pos_at=POSITION_AT[obj.position], pos_in=POSITION_IN[obj.position],
             bg=scene.background,
         )  # fmt: skip
@@ -191,6 +190,8 @@ def caption(
 
 
 def _checked_omissions(omit: Collection[str]) -> frozenset[str]:
+    if isinstance(omit, str):
+        raise TypeError(f"omit={omit!r}: pass a set of attribute names, such as {{{omit!r}}}")
     omit = frozenset(omit)
     unknown = sorted(omit - set(OMITTABLE))
     if unknown:
@@ -226,7 +227,11 @@ def _set(slots: dict[str, str], key: str, value: str, text: str) -> None:
 
 
 def parse_caption(text: str) -> SceneSpec:
-    """Parse a prompt into the attributes it asks for; raises ValueError naming ``text``."""
+    """Parse a prompt into the attributes it asks for, None where it leaves one free.
+
+    The empty prompt leaves everything free: SceneSpec(None, (), None). Raises ValueError
+    naming ``text``.
+    """
     tokens = re.findall(r"[a-z]+", text.lower())
     used = [False] * len(tokens)
 
