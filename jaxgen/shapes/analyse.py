@@ -123,56 +123,70 @@ def analyse(image: np.ndarray, min_area: int = MIN_AREA) -> Scene:
     return Scene(COLOURS[background], tuple(f[2] for f in found), relation)
 
 
-def score(spec: SceneSpec, found: Scene) -> dict[str, bool | None]:
-    """Per-attribute correctness of ``found`` against ``spec``; None where the spec asks nothing.
+def match_objects(spec: SceneSpec, found: Scene) -> tuple[int | None, ...]:
+    """Which found object each spec object is (None: unmatched), as ``score`` matches them.
 
-    Spec objects are matched to found objects by the assignment with the most correct attributes
-    (relation included). ``count`` asks for exactly as many objects as the spec names, and
-    ``joint`` is true when every asked attribute, count included, is right.
+    The assignment with the most correct attributes (relation included); ties go to the one
+    that pairs spec order with found order.
     """
     k, n = len(spec.objects), len(found.objects)
     # Padding with None lets a spec object stay unmatched when too few objects were found.
     candidates = list(range(n)) + [None] * k
-    best: tuple[int, list[dict[str, bool | None]], bool | None] | None = None
+    best: tuple[int, tuple[int | None, ...]] | None = None
     # Sorted so that ties resolve deterministically, preferring spec order matched to found order.
     assignments = sorted(
         set(itertools.permutations(candidates, k)),
         key=lambda a: [n if j is None else j for j in a],
     )
     for assignment in assignments:
-        per_object: list[dict[str, bool | None]] = []
-        for want, j in zip(spec.objects, assignment, strict=True):
-            got = None if j is None else found.objects[j]
-            per_object.append(
-                {
-                    attr: None
-                    if getattr(want, attr) is None
-                    else got is not None and getattr(got, attr) == getattr(want, attr)
-                    for attr in _ATTRIBUTES
-                }
-            )
-        relation: bool | None = None
-        if spec.relation is not None:
-            a, b = assignment if k == 2 else (None, None)
-            relation = (
-                a is not None
-                and b is not None
-                and relation_holds(
-                    spec.relation, found.objects[a].position, found.objects[b].position
-                )
-            )
+        per_object, relation = _judge(spec, found, assignment)
         total = sum(v is True for m in per_object for v in m.values()) + (relation is True)
         if best is None or total > best[0]:
-            best = (total, per_object, relation)
+            best = (total, assignment)
     assert best is not None
-    _, per_object, relation = best
+    return best[1]
 
+
+def _judge(
+    spec: SceneSpec, found: Scene, assignment: tuple[int | None, ...]
+) -> tuple[list[dict[str, bool | None]], bool | None]:
+    """Per spec object, each attribute right (None: not asked); and the relation."""
+    per_object: list[dict[str, bool | None]] = []
+    for want, j in zip(spec.objects, assignment, strict=True):
+        got = None if j is None else found.objects[j]
+        per_object.append(
+            {
+                attr: None
+                if getattr(want, attr) is None
+                else got is not None and getattr(got, attr) == getattr(want, attr)
+                for attr in _ATTRIBUTES
+            }
+        )
+    relation: bool | None = None
+    if spec.relation is not None:
+        a, b = assignment if len(spec.objects) == 2 else (None, None)
+        relation = (
+            a is not None
+            and b is not None
+            and relation_holds(spec.relation, found.objects[a].position, found.objects[b].position)
+        )
+    return per_object, relation
+
+
+def score(spec: SceneSpec, found: Scene) -> dict[str, bool | None]:
+    """Per-attribute correctness of ``found`` against ``spec``; None where the spec asks nothing.
+
+    Spec objects are matched to found objects by ``match_objects``. ``count`` asks for exactly
+    as many objects as the spec names (None for a spec with no objects: the empty prompt leaves
+    the count free), and ``joint`` is true when every asked attribute, count included, is right.
+    """
+    per_object, relation = _judge(spec, found, match_objects(spec, found))
     result: dict[str, bool | None] = {}
     for attr in _ATTRIBUTES:
         asked = [m[attr] for m in per_object if m[attr] is not None]
         result[attr] = all(asked) if asked else None
     result["background"] = None if spec.background is None else found.background == spec.background
     result["relation"] = relation
-    result["count"] = n == k
+    result["count"] = len(found.objects) == len(spec.objects) if spec.objects else None
     result["joint"] = all(v for v in result.values() if v is not None)
     return result
