@@ -11,32 +11,22 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from jaxgen.requests import GenerationRequest, RequestError, validate_request
+from jaxgen.requests import (
+    DEFAULTABLE_FIELDS,
+    ConfigError,
+    GenerationRequest,
+    RequestError,
+    validate_request,
+)
 
 OUTPUT_FORMATS = ("webdataset", "parquet", "imagefolder")
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 MANIFEST_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "txt")
 UNKNOWN_COLUMN_POLICIES = ("metadata", "reject", "ignore")
 
-# Row fields whose default the job may set (everything of GenerationRequest that is not
-# per-row identity: prompt, seed and id always come from the row).
-DEFAULTABLE_FIELDS = (
-    "negative_prompt",
-    "guidance",
-    "steps",
-    "height",
-    "width",
-    "sampler",
-    "num_images",
-)
-
 # Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
 # change a single output byte.
 _NOT_COMPARED = frozenset({"output", "dry_run", "host_index", "host_count"})
-
-
-class ConfigError(ValueError):
-    """A job setting is invalid; the message names the setting, its value and what is valid."""
 
 
 @dataclasses.dataclass(frozen=True)
