@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from jaxgen.requests import (
     DEFAULTABLE_FIELDS,
@@ -122,6 +125,26 @@ class JobConfig:
         if unknown:
             raise ConfigError(f"job settings {unknown}: unknown; valid: {', '.join(sorted(names))}")
         return cls(**dict(values))
+
+
+def load_job_config(job_file: str | None, settings: Mapping[str, Any],
+                    model_defaults: Mapping[str, Any] | None = None) -> JobConfig:
+    """The job of a command line, from its settings lowest first: JobConfig's defaults, the
+    model's own defaults for row fields, the job YAML (`job_file`), then `settings`.
+
+    settings: the command's flags by name, JobConfig keys and row fields (DEFAULTABLE_FIELDS)
+    alike; None means "not given". Both `jaxgen generate` and the Beam launcher call this.
+    """
+    values: dict[str, Any] = {}
+    if job_file:
+        values.update(yaml.safe_load(Path(job_file).read_text()) or {})
+    defaults = dict(values.pop("defaults", None) or {})
+    for name, value in settings.items():
+        if value is not None:
+            (defaults if name in DEFAULTABLE_FIELDS else values)[name] = value
+    for name, value in (model_defaults or {}).items():
+        defaults.setdefault(name, value)
+    return JobConfig.from_mapping({**values, "defaults": defaults})
 
 
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
