@@ -7,7 +7,6 @@ every image of every dataset made without explicit seeds.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import pyarrow.parquet as pq
@@ -54,17 +53,26 @@ def test_generator_derives_the_pinned_seed(model, job_seed, request_, seed):
     assert gen.prepare(request_).seed == seed
 
 
-def test_beam_plan_derives_the_pinned_seeds(tmp_path: Path):
-    manifest = tmp_path / "m.jsonl"
+@pytest.fixture(scope="module")
+def plan_seeds(tmp_path_factory: pytest.TempPathFactory) -> list[int]:
+    """The seeds of PLAN_ROWS's records, from a real pipeline run with job seed 7."""
+    tmp = tmp_path_factory.mktemp("plan")
+    manifest = tmp / "m.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in PLAN_ROWS))
-    config = JobConfig(manifest=str(manifest), output=str(tmp_path / "out"), job_seed=7,
+    config = JobConfig(manifest=str(manifest), output=str(tmp / "out"), job_seed=7,
                        output_format="parquet", defaults=SIZE)
     run_pipeline(config, FakeSpec())
-    table = pq.read_table(tmp_path / "out" / "00000.parquet", columns=["prompt", "seed"])
+    table = pq.read_table(tmp / "out" / "00000.parquet", columns=["prompt", "seed"])
     assert table.column("prompt").to_pylist() == [row["prompt"] for row in PLAN_ROWS]
-    assert table.column("seed").to_pylist() == PLAN_SEEDS
+    return table.column("seed").to_pylist()
 
 
-def test_a_row_id_gives_the_same_seed_in_the_generator_and_the_beam_plan():
-    # "row-1" with job seed 7: the Generator's pin and the plan's second row agree.
-    assert GENERATOR_SEEDS[4][2] == PLAN_SEEDS[1]
+def test_beam_plan_derives_the_pinned_seeds(plan_seeds: list[int]):
+    assert plan_seeds == PLAN_SEEDS
+
+
+def test_a_row_id_gives_the_same_seed_in_the_generator_and_the_beam_plan(model, plan_seeds):
+    gen = Generator(model, mesh=make_mesh(devices=jax.local_devices()[:1]), job_seed=7,
+                    compilation_cache=False)
+    request = GenerationRequest(PLAN_ROWS[1]["prompt"], id=PLAN_ROWS[1]["id"], **SIZE)
+    assert gen.prepare(request).seed == plan_seeds[1]
