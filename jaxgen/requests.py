@@ -12,13 +12,28 @@ import hashlib
 import math
 from typing import Any
 
-SAMPLERS = ("ddim", "dpmpp_2m", "dpmpp_2m_karras", "euler", "euler_ancestral", "ddpm")
+# Every sampler, with the name AUTOMATIC1111 writes for it: records' PNG `parameters` text uses
+# it, so tools that parse A1111's text (image browsers, civitai-style uploaders) read ours.
+SAMPLER_DISPLAY_NAMES = {
+    "ddim": "DDIM",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "ddpm": "DDPM",
+}
+SAMPLERS = tuple(SAMPLER_DISPLAY_NAMES)
 
 MAX_PROMPT_CHARS = 4000
 MAX_STEPS = 1000
 MAX_SIDE = 4096
 MAX_IMAGES_PER_REQUEST = 64
 MAX_SEED = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """A setting is invalid: a job setting, a runner profile, or a model config.json key jaxgen
+    does not implement. The message names the setting, its value and what is valid."""
 
 
 class RequestError(ValueError):
@@ -112,11 +127,57 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def derive_seed(job_seed: int, key: str) -> int:
-    """A seed in [0, MAX_SEED] that depends only on the job seed and a stable row key.
+# One row field as it is written outside Python: a CLI flag, a Beam option, a job YAML's
+# `defaults`, a manifest cell. Its default is GenerationRequest's.
+@dataclasses.dataclass(frozen=True)
+class RequestField:
+    name: str
+    type: type  # what a flag or a CSV cell is parsed to
+    help: str
+    defaultable: bool  # a job may set it for rows that leave it out (not the row's identity)
 
-    blake2b rather than Python's hash(): hash() is salted per process, and the seed
-    must be the same on every worker and every rerun.
+    @property
+    def default(self) -> Any:
+        return GenerationRequest.__dataclass_fields__[self.name].default
+
+
+REQUEST_FIELDS = (
+    RequestField("prompt", str, "what to draw", defaultable=False),
+    RequestField("negative_prompt", str, "what to steer away from", defaultable=True),
+    RequestField("seed", int, "noise seed; left out, derived from the job seed (stable_seed)",
+                 defaultable=False),
+    RequestField("guidance", float, "classifier-free guidance scale", defaultable=True),
+    RequestField("steps", int, "denoising steps", defaultable=True),
+    RequestField("height", int, "image height in pixels", defaultable=True),
+    RequestField("width", int, "image width in pixels", defaultable=True),
+    RequestField("sampler", str, " | ".join(SAMPLERS), defaultable=True),
+    RequestField("num_images", int, "images per row, each with its own noise",
+                 defaultable=True),
+    RequestField("id", str, "the row's stable name (an integer is kept as its decimal string)",
+                 defaultable=False),
+    RequestField("metadata", dict, "a JSON object carried into the row's records",
+                 defaultable=False),
+)
+# Row fields whose default the job may set: prompt, seed and id always come from the row.
+DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
+
+
+def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationRequest) -> int:
+    """The seed of a row or request that gives none: the same on every worker and every rerun.
+
+    Derived from the job seed and, first that applies: the row's id (so an id keeps its seed
+    when the manifest is reordered or extended); else `place`, which is the row's global index
+    in the manifest (the Beam plan) or, for a request given to the Generator directly, the
+    request itself (everything that defines its image).
+    blake2b rather than Python's hash(): hash() is salted per process.
     """
+    if row_id is not None:
+        key = f"id:{row_id}"
+    elif isinstance(place, GenerationRequest):
+        r = place
+        key = f"request:{r.prompt}\x1f{r.negative_prompt}\x1f{r.guidance}\x1f{r.steps}\x1f" \
+              f"{r.height}x{r.width}\x1f{r.sampler}"
+    else:
+        key = f"row:{place}"
     digest = hashlib.blake2b(f"{job_seed}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & MAX_SEED

@@ -9,8 +9,9 @@
 
 Settings come, lowest first, from the JobConfig defaults, a job YAML (--job_config, keys of
 JobConfig), then these flags. Beam's own options (--runner, --direct_running_mode, ...)
-pass through; a runner profile (configs/runners/NAME.yaml, or a path) supplies Beam
-options that flags given here override. With no runner named: FnApiRunner, in-process.
+pass through; a runner profile (a name: local, dataflow_gpu, ...; or a YAML file's path)
+supplies Beam options that flags given here override. With no runner named: FnApiRunner,
+in-process. Settings, profiles and row fields are jaxgen's, shared with `jaxgen generate`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from jaxgen.beam.pipeline import run_pipeline, summary_line
-from jaxgen.dataset.config import DEFAULTABLE_FIELDS, JobConfig
+from jaxgen.beam.profiles import profile_flags
+from jaxgen.dataset.config import JobConfig, load_job_config
+from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, ConfigError
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "runners"
 # Flags that are JobConfig settings (the rest of JobConfig's fields are defaults.*).
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
@@ -60,51 +60,20 @@ class GenerateDatasetOptions(PipelineOptions):
             "--dry-run", "--plan_only", dest="jaxgen_dry_run", action="store_true",
             help="validate and plan only: write _plan.json and _rejects/, generate nothing",
         )
-        g.add_argument("--negative_prompt", help="default for rows without one")
-        g.add_argument("--guidance", type=float)
-        g.add_argument("--steps", type=int)
-        g.add_argument("--height", type=int)
-        g.add_argument("--width", type=int)
-        g.add_argument("--sampler")
-        g.add_argument("--num_images", type=int)
+        for field in REQUEST_FIELDS:
+            if field.defaultable:
+                g.add_argument(f"--{field.name}", type=field.type,
+                               help=f"default for rows without one ({field.help})")
         g.add_argument("--generator", help="module:callable returning a GeneratorSpec")
         g.add_argument("--generator_args", default="{}", help="JSON object of its kwargs")
-        g.add_argument("--runner_profile", help="configs/runners/NAME.yaml name, or a path")
-
-
-def profile_flags(profile: str) -> list[str]:
-    """A runner profile (YAML mapping of Beam options) as command-line flags."""
-    path = Path(profile)
-    if not path.suffix:
-        path = PROFILES_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
-        raise SystemExit(f"--runner_profile {profile!r}: no such file; known profiles: {known}")
-    values = yaml.safe_load(path.read_text()) or {}
-    flags = []
-    for name, value in values.items():
-        for item in value if isinstance(value, list) else [value]:
-            if item is True:
-                flags.append(f"--{name}")
-            elif item is not False and item is not None:
-                flags.append(f"--{name}={item}")
-    return flags
+        g.add_argument("--runner_profile", help="a runner profile's name (local, dataflow_gpu, "
+                       "...) or a YAML file's path")
 
 
 def job_config(opts: GenerateDatasetOptions) -> JobConfig:
-    values: dict[str, Any] = {}
-    if opts.job_config:
-        values.update(yaml.safe_load(Path(opts.job_config).read_text()) or {})
-    defaults = dict(values.pop("defaults", None) or {})
-    for name in _JOB_FLAGS:
-        if getattr(opts, name) is not None:
-            values[name] = getattr(opts, name)
-    for name in DEFAULTABLE_FIELDS:
-        if getattr(opts, name) is not None:
-            defaults[name] = getattr(opts, name)
-    if opts.jaxgen_dry_run:
-        values["dry_run"] = True
-    return JobConfig.from_mapping({**values, "defaults": defaults})
+    settings = {name: getattr(opts, name) for name in (*_JOB_FLAGS, *DEFAULTABLE_FIELDS)}
+    settings["dry_run"] = True if opts.jaxgen_dry_run else None
+    return load_job_config(opts.job_config, settings)
 
 
 def load_spec(target: str | None, args_json: str) -> Any:
@@ -125,7 +94,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     opts = PipelineOptions(argv).view_as(GenerateDatasetOptions)
     if opts.runner_profile:
         # Profile first: argparse keeps the last value, so explicit flags win.
-        argv = profile_flags(opts.runner_profile) + argv
+        try:
+            argv = profile_flags(opts.runner_profile) + argv
+        except ConfigError as e:
+            raise SystemExit(str(e)) from None
     options = PipelineOptions(argv)
     opts = options.view_as(GenerateDatasetOptions)
     config = job_config(opts)

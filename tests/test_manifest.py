@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from jaxgen.beam.pipeline import run_pipeline
-from jaxgen.dataset.config import ConfigError, JobConfig
+from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.manifest import ManifestError, iter_rows, match_manifest, scan_ids
 from jaxgen.dataset.rows import row_to_request
-from jaxgen.requests import GenerationRequest, RequestError
+from jaxgen.requests import ConfigError, GenerationRequest, RequestError
 from tests.fake_generator import FakeSpec
 
 ROWS = [

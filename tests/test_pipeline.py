@@ -10,13 +10,13 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from jaxgen.beam.pipeline import run_pipeline
+from jaxgen.beam.profiles import profile_flags, profile_names, read_profile
 from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.resume import JobMismatch
-from pipelines.generate_dataset import PROFILES_DIR, profile_flags, run
+from pipelines.generate_dataset import run
 from tests.fake_generator import FakeSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,11 +182,11 @@ def test_cli_runs_a_dry_run_and_a_job(tmp_path: Path) -> None:
 
 
 def test_runner_profiles_are_valid_beam_options() -> None:
-    profiles = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    profiles = profile_names()
     assert profiles == ["dataflow_gpu", "dataflow_tpu", "flink", "local", "spark"]
     for name in profiles:
         known = PipelineOptions(profile_flags(name)).get_all_options()
-        values = yaml.safe_load((PROFILES_DIR / f"{name}.yaml").read_text())
+        values = read_profile(name)
         unknown = set(values) - set(known)
         assert not unknown, (name, unknown)
     gpu = PipelineOptions(profile_flags("dataflow_gpu")).get_all_options()

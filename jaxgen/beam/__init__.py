@@ -13,6 +13,7 @@ _WHERE = {
     "GenerationModelHandler": "jaxgen.beam.inference",
     "pipeline_options": "jaxgen.beam.pipeline",
     "run_pipeline": "jaxgen.beam.pipeline",
+    "profile_flags": "jaxgen.beam.profiles",
     "GenerateShards": "jaxgen.beam.transforms",
     "PlanShards": "jaxgen.beam.transforms",
     "ReadManifest": "jaxgen.beam.transforms",

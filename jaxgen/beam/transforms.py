@@ -29,11 +29,11 @@ from apache_beam.utils import shared
 from jaxgen.dataset import resume
 from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.manifest import ManifestError, ManifestFile, iter_rows, match_manifest, scan_ids
-from jaxgen.dataset.plan import Plan, PlannedRow, Reject, stable_seed
+from jaxgen.dataset.plan import Plan, PlannedRow, Reject
 from jaxgen.dataset.rows import row_to_request
 from jaxgen.dataset.shard import generate_shard, stats_name, write_rejects_only
 from jaxgen.dataset.writers import join
-from jaxgen.requests import RequestError
+from jaxgen.requests import RequestError, stable_seed
 
 NAMESPACE = "jaxgen"
 _Position = tuple[int, int, int]  # (file index, row index, line)
@@ -151,7 +151,7 @@ class _PlanFileFn(beam.DoFn):
                 try:
                     request = row_to_request(
                         raw.fields or {}, cfg, text_values=raw.text_values,
-                        fallback_seed=functools.partial(stable_seed, cfg.job_seed, index=index),
+                        fallback_seed=functools.partial(stable_seed, cfg.job_seed, place=index),
                     )
                     dup = duplicates.get((file.index, raw.row_index))
                     if dup is not None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from jaxgen.cli import evaluate, generate, info, train
-from jaxgen.dataset.config import ConfigError
+from jaxgen.requests import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

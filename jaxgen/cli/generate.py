@@ -10,13 +10,11 @@ import argparse
 import math
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from jaxgen.dataset.config import DEFAULTABLE_FIELDS, JobConfig
+from jaxgen.dataset.config import JobConfig, load_job_config
 from jaxgen.default_model import RECOMMENDED
+from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -33,43 +31,32 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", help="float32 | bfloat16 (default: by backend)")
     p.add_argument("--model-parallel", type=int, default=1)
     p.add_argument("--expect-backend", help="cpu | gpu | tpu: fail rather than fall back")
-    p.add_argument("--runner-profile", help="configs/runners/NAME.yaml (local, dataflow_gpu, ...)")
+    p.add_argument("--runner-profile", help="a runner profile's name (local, dataflow_gpu, "
+                   "dataflow_tpu, flink, spark) or a YAML file's path")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
     p.add_argument("--host-index", type=int, help="this host's number in a multi-host job")
     p.add_argument("--host-count", type=int, help="hosts sharing the job (shards split by index)")
     p.add_argument("--no-progress", action="store_true")
-    for name in DEFAULTABLE_FIELDS:
-        kind = {"guidance": float}.get(name, int if name in _INT_FIELDS else str)
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"default_{name}",
-                       help=f"default {name} for rows without one")
-
-
-_INT_FIELDS = {"steps", "height", "width", "num_images", "seed"}
+    for field in REQUEST_FIELDS:
+        if field.defaultable:
+            p.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
+                           dest=f"default_{field.name}",
+                           help=f"default {field.name} for rows without one ({field.help})")
 
 
 def job_config(args: argparse.Namespace, size_multiple: int | None = None,
                native_size: int | None = None,
                model_defaults: dict[str, Any] | None = None) -> JobConfig:
-    values: dict[str, Any] = {}
-    if args.job_config:
-        values.update(yaml.safe_load(Path(args.job_config).read_text()) or {})
-    defaults = dict(values.pop("defaults", None) or {})
-    for name in ("output_format", "image_format", "image_quality", "shard_size", "job_seed",
-                 "host_index", "host_count"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    for name in DEFAULTABLE_FIELDS:
-        if getattr(args, f"default_{name}") is not None:
-            defaults[name] = getattr(args, f"default_{name}")
-    values.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run)
-    if size_multiple:
-        values["size_multiple"] = size_multiple
-    if native_size:  # the model's own resolution, unless the job says otherwise
-        defaults.setdefault("height", native_size)
-        defaults.setdefault("width", native_size)
-    for name, value in (model_defaults or {}).items():  # the model's own, unless the job's
-        defaults.setdefault(name, value)
-    return JobConfig.from_mapping({**values, "defaults": defaults})
+    settings = {name: getattr(args, name) for name in (
+        "output_format", "image_format", "image_quality", "shard_size", "job_seed",
+        "host_index", "host_count")}
+    settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
+    settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
+                    size_multiple=size_multiple or None)
+    model = dict(model_defaults or {})
+    if native_size:  # the model's own resolution, over its other recommendations
+        model.update(height=native_size, width=native_size)
+    return load_job_config(args.job_config, settings, model)
 
 
 def _spec(args: argparse.Namespace):
@@ -90,7 +77,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     config = job_config(args, spec.size_multiple(), spec.native_size(),
                         None if args.model else RECOMMENDED)
     if args.runner_profile:
-        from pipelines.generate_dataset import profile_flags
+        from jaxgen.beam.profiles import profile_flags
 
         beam_args = profile_flags(args.runner_profile) + beam_args
     progress = None if args.no_progress or args.dry_run else _Progress(config)

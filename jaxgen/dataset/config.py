@@ -9,34 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from jaxgen.requests import GenerationRequest, RequestError, validate_request
+import yaml
+
+from jaxgen.requests import (
+    DEFAULTABLE_FIELDS,
+    ConfigError,
+    GenerationRequest,
+    RequestError,
+    validate_request,
+)
 
 OUTPUT_FORMATS = ("webdataset", "parquet", "imagefolder")
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 MANIFEST_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "txt")
 UNKNOWN_COLUMN_POLICIES = ("metadata", "reject", "ignore")
 
-# Row fields whose default the job may set (everything of GenerationRequest that is not
-# per-row identity: prompt, seed and id always come from the row).
-DEFAULTABLE_FIELDS = (
-    "negative_prompt",
-    "guidance",
-    "steps",
-    "height",
-    "width",
-    "sampler",
-    "num_images",
-)
-
 # Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
 # change a single output byte.
 _NOT_COMPARED = frozenset({"output", "dry_run", "host_index", "host_count"})
-
-
-class ConfigError(ValueError):
-    """A job setting is invalid; the message names the setting, its value and what is valid."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +125,26 @@ class JobConfig:
         if unknown:
             raise ConfigError(f"job settings {unknown}: unknown; valid: {', '.join(sorted(names))}")
         return cls(**dict(values))
+
+
+def load_job_config(job_file: str | None, settings: Mapping[str, Any],
+                    model_defaults: Mapping[str, Any] | None = None) -> JobConfig:
+    """The job of a command line, from its settings lowest first: JobConfig's defaults, the
+    model's own defaults for row fields, the job YAML (`job_file`), then `settings`.
+
+    settings: the command's flags by name, JobConfig keys and row fields (DEFAULTABLE_FIELDS)
+    alike; None means "not given". Both `jaxgen generate` and the Beam launcher call this.
+    """
+    values: dict[str, Any] = {}
+    if job_file:
+        values.update(yaml.safe_load(Path(job_file).read_text()) or {})
+    defaults = dict(values.pop("defaults", None) or {})
+    for name, value in settings.items():
+        if value is not None:
+            (defaults if name in DEFAULTABLE_FIELDS else values)[name] = value
+    for name, value in (model_defaults or {}).items():
+        defaults.setdefault(name, value)
+    return JobConfig.from_mapping({**values, "defaults": defaults})
 
 
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:

@@ -11,9 +11,9 @@ A request with num_images = n > 1 makes n images named KEY_0 .. KEY_{n-1}; a req
 one image is just KEY. Rejected rows keep their key (and their place in the shard's audit
 parquet) but make no image.
 
-Seeds: a row's own seed if it has one; otherwise derive_seed(job_seed, "id:" + id) when the
-row has an id (so the same id keeps its seed when the manifest is reordered or extended),
-else derive_seed(job_seed, "row:" + global index).
+Seeds: a row's own seed if it has one; otherwise `stable_seed(job_seed, id, global index)`
+(jaxgen.requests), the rule the Generator also follows: from the id when the row has one, so
+the same id keeps its seed when the manifest is reordered or extended, else from the index.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from jaxgen.requests import GenerationRequest, derive_seed
+from jaxgen.requests import GenerationRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +55,6 @@ class Layout:
 
     def shard_name(self, shard: int) -> str:
         return f"{shard:0{self.shard_digits}d}"
-
-    def shard_rows(self, shard: int) -> int:
-        """How many rows (valid or not) the plan puts in this shard."""
-        return min(self.shard_size, self.total_rows - shard * self.shard_size)
 
 
 def image_key(row_key: str, index: int, num_images: int) -> str:
@@ -134,8 +130,3 @@ class Reject:
 
 
 ShardItem = PlannedRow | Reject
-
-
-def stable_seed(job_seed: int, row_id: str | None, index: int) -> int:
-    """The seed of a row that gives none (see the module docstring)."""
-    return derive_seed(job_seed, f"id:{row_id}" if row_id is not None else f"row:{index}")

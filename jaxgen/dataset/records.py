@@ -19,17 +19,8 @@ from typing import Any
 import numpy as np
 
 from jaxgen.dataset.plan import PlannedRow
+from jaxgen.requests import SAMPLER_DISPLAY_NAMES
 
-# The sampler names AUTOMATIC1111 writes, so tools that parse its `parameters` text
-# (image browsers, civitai-style uploaders) understand ours.
-A1111_SAMPLERS = {
-    "ddim": "DDIM",
-    "ddpm": "DDPM",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-}
 IMAGE_EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 _PIL_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 _EXIF_IFD = 0x8769
@@ -102,7 +93,7 @@ class ImageRecord:
             lines.append(f"Negative prompt: {self.negative_prompt}")
         items = [
             f"Steps: {self.steps}",
-            f"Sampler: {A1111_SAMPLERS.get(self.sampler, self.sampler)}",
+            f"Sampler: {SAMPLER_DISPLAY_NAMES.get(self.sampler, self.sampler)}",
             f"CFG scale: {self.guidance:g}",
             f"Seed: {self.seed}",
             f"Size: {self.width}x{self.height}",

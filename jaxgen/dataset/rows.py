@@ -16,19 +16,19 @@ Every range/type check of the request itself is `validate_request`'s, not repeat
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from jaxgen.requests import GenerationRequest, RequestError, validate_request
+from jaxgen.requests import REQUEST_FIELDS, GenerationRequest, RequestError, validate_request
 
 if TYPE_CHECKING:
     from jaxgen.dataset.config import JobConfig
 
-REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(GenerationRequest))
-_INT_FIELDS = frozenset({"seed", "steps", "height", "width", "num_images"})
-_FLOAT_FIELDS = frozenset({"guidance"})
+_FIELD_NAMES = tuple(f.name for f in REQUEST_FIELDS)
+_INT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is int)
+_FLOAT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is float)
+_JSON_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is dict)
 MAX_ID_CHARS = 256
 _MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
 
@@ -59,7 +59,7 @@ def row_to_request(
     given: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name, value in fields.items():
-        if name not in REQUEST_FIELDS:
+        if name not in _FIELD_NAMES:
             extra[name] = value
         elif text_values:
             given[name] = _parse_text(name, value)
@@ -106,7 +106,7 @@ def _parse_text(name: str, text: str) -> Any:
             return float(text.strip())
         except ValueError:
             raise RequestError(name, text, "must be a number") from None
-    if name == "metadata":
+    if name in _JSON_FIELDS:
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
@@ -124,7 +124,7 @@ def _merge_metadata(
     if policy == "reject":
         name = sorted(extra)[0]
         raise RequestError(
-            name, extra[name], f"is not a known field ({', '.join(REQUEST_FIELDS)}); "
+            name, extra[name], f"is not a known field ({', '.join(_FIELD_NAMES)}); "
             "set unknown_columns=metadata to keep it as user metadata"
         )
     merged = dict(metadata or {})

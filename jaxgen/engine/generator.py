@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
 from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
 from jaxgen.engine.types import GeneratedImage
-from jaxgen.requests import GenerationRequest, derive_seed, validate_request
+from jaxgen.requests import GenerationRequest, stable_seed, validate_request
 from jaxgen.weights.model_dir import DiffusionModel, load_model
 
 
@@ -50,15 +50,6 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path:
 
 def default_dtype(backend: str) -> Any:
     return jnp.float32 if backend == "cpu" else jnp.bfloat16
-
-
-def stable_key(request: GenerationRequest) -> str:
-    """What a missing seed is derived from: the id, else everything that defines the image."""
-    if request.id is not None:
-        return f"id:{request.id}"
-    r = request
-    return f"request:{r.prompt}\x1f{r.negative_prompt}\x1f{r.guidance}\x1f{r.steps}\x1f" \
-           f"{r.height}x{r.width}\x1f{r.sampler}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +113,8 @@ class Generator:
         """Validate (raising RequestError naming the field) and fill in a missing seed."""
         validate_request(request, size_multiple=self.model.size_multiple)
         if request.seed is None:
-            request = dataclasses.replace(request, seed=derive_seed(self.job_seed,
-                                                                    stable_key(request)))
+            request = dataclasses.replace(request, seed=stable_seed(self.job_seed, request.id,
+                                                                    request))
         return request
 
     def generate(self, requests: Iterable[GenerationRequest],

@@ -75,11 +75,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA))
 
 
-def process_share(num_items: int) -> range:
-    """The item indices this process owns in a multi-host job (all of them on one host)."""
-    return range(jax.process_index(), num_items, jax.process_count())
-
-
 def check_backend(expected: str | None) -> str:
     """Fail fast when JAX did not get the accelerator the job expects: a second process on a
     TPU host, or a missing CUDA plugin, silently falls back to CPU."""

@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from jaxgen.requests import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config.json asks for something jaxgen's models do not implement."""
 
 
 def config_from_dict(cls: type[T], raw: dict[str, Any], source: str,

@@ -1,0 +1,79 @@
+"""One table of row fields: the CLI, the Beam launcher and manifest parsing read the same types."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from jaxgen.cli import generate
+from jaxgen.dataset.config import JobConfig
+from jaxgen.dataset.rows import row_to_request
+from jaxgen.requests import (
+    DEFAULTABLE_FIELDS,
+    REQUEST_FIELDS,
+    SAMPLER_DISPLAY_NAMES,
+    SAMPLERS,
+    GenerationRequest,
+)
+from pipelines import generate_dataset
+
+DEFAULTABLE = [f for f in REQUEST_FIELDS if f.defaultable]
+
+
+def cli_args(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    generate.add_parser(parser)
+    return parser.parse_args(["--manifest", "m.jsonl", "--out", "out", *flags])
+
+
+def beam_options(*flags: str) -> generate_dataset.GenerateDatasetOptions:
+    argv = ["--manifest", "m.jsonl", "--output", "out", *flags]
+    return PipelineOptions(argv).view_as(generate_dataset.GenerateDatasetOptions)
+
+
+def test_the_table_lists_every_request_field_in_order_with_its_default():
+    fields = dataclasses.fields(GenerationRequest)
+    assert [f.name for f in REQUEST_FIELDS] == [f.name for f in fields]
+    assert [f.default for f in REQUEST_FIELDS] == [f.default for f in fields]
+    assert DEFAULTABLE_FIELDS == ("negative_prompt", "guidance", "steps", "height", "width",
+                                  "sampler", "num_images")
+
+
+def test_cli_and_beam_launcher_expose_the_same_defaultable_fields():
+    cli = {k.removeprefix("default_") for k in vars(cli_args()) if k.startswith("default_")}
+    beam = set(beam_options().get_all_options()) & {f.name for f in REQUEST_FIELDS}
+    assert cli == beam == set(DEFAULTABLE_FIELDS)
+
+
+@pytest.mark.parametrize("field", DEFAULTABLE, ids=lambda f: f.name)
+def test_cli_beam_and_csv_parse_a_field_to_the_type_of_the_table(field):
+    text = "ddim" if field.name == "sampler" else "16"  # valid for every other field
+    cli = getattr(cli_args(f"--{field.name.replace('_', '-')}", text), f"default_{field.name}")
+    beam = getattr(beam_options(f"--{field.name}", text), field.name)
+    config = JobConfig(manifest="m.jsonl", output="out")
+    cell = row_to_request({"prompt": "a", field.name: text}, config, text_values=True)
+    for value in (cli, beam, getattr(cell, field.name)):
+        assert type(value) is field.type and value == field.type(text)
+
+
+def test_cli_and_beam_launcher_read_job_settings_the_same_way(tmp_path: Path):
+    job = tmp_path / "job.yaml"
+    job.write_text("shard_size: 7\njob_seed: 5\ndefaults:\n  steps: 9\n  guidance: 2.0\n")
+    cli = generate.job_config(cli_args("--job-config", str(job), "--steps", "4",
+                                       "--shard-size", "3", "--negative-prompt", "blurry"))
+    beam = generate_dataset.job_config(beam_options("--job_config", str(job), "--steps", "4",
+                                                    "--shard_size", "3",
+                                                    "--negative_prompt", "blurry"))
+    assert cli == beam
+    assert cli.shard_size == 3 and cli.job_seed == 5
+    assert cli.defaults == {"steps": 4, "guidance": 2.0, "negative_prompt": "blurry"}
+
+
+def test_every_sampler_has_a_display_name():
+    assert SAMPLERS == tuple(SAMPLER_DISPLAY_NAMES)
+    assert SAMPLER_DISPLAY_NAMES["euler_ancestral"] == "Euler a"
+    assert len(set(SAMPLER_DISPLAY_NAMES.values())) == len(SAMPLERS)
