@@ -1,6 +1,6 @@
 # Worker image for Dataflow GPU jobs (and Flink/Spark with the DOCKER environment).
 #   docker build -f configs/containers/gpu.Dockerfile -t REGION-docker.pkg.dev/PROJECT/jaxgen/gpu .
-#   docker push ...; then --sdk_container_image=<that image> (configs/runners/dataflow_gpu.yaml)
+#   docker push ...; then --sdk_container_image=<that image> (jaxgen/configs/runners/dataflow_gpu.yaml)
 # Beam's boot binary comes from the Beam SDK image of the SAME Beam and Python versions as
 # the launcher; CUDA comes with the jax[cuda13] wheels, the driver from the VM
 # (worker_accelerator=...;install-nvidia-driver).
