@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def test_every_output_format_gives_the_same_gallery(fmt, dataset, tiny_sd1_dir, 
     pages = [build_report(d, thumbs_per_page=PER_PAGE).read_text() for d in (dataset, other)]
     assert _gallery_titles(pages[0]) == _gallery_titles(pages[1])
     assert len(_gallery_titles(pages[1])) == IMAGES
-    assert len(list((other / "_report" / "thumbs").glob("*.webp"))) == IMAGES
+    assert len(list((other / "_report" / "thumbs").glob("*.jpg"))) == IMAGES
 
 
 def test_report_escapes_prompts_and_references_only_its_own_files(dataset):
@@ -75,7 +76,7 @@ def test_gallery_stops_at_max_images_and_says_so(dataset):
     page = build_report(dataset, thumbs_per_page=PER_PAGE, max_images=3).read_text()
     assert len(_gallery_titles(page)) == 3
     assert "Showing the first 3 of 10 images (the gallery stops at 3)" in page
-    assert len(list((dataset / "_report" / "thumbs").glob("*.webp"))) == 3  # rebuilt, not added
+    assert len(list((dataset / "_report" / "thumbs").glob("*.jpg"))) == 3  # rebuilt, not added
 
 
 def test_a_directory_without_a_job_is_refused_with_its_name(tmp_path):
@@ -83,16 +84,22 @@ def test_a_directory_without_a_job_is_refused_with_its_name(tmp_path):
         build_report(tmp_path)
 
 
+_ON_FDS_3_AND_4 = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
+
+
 class Browser:
     """Headless chromium spoken to over the DevTools protocol on fds 3 and 4."""
 
     def __init__(self, binary: str, profile: Path):
         to_browser, from_browser = os.pipe(), os.pipe()
-        # The shell puts the pipes on the fds chromium reads (3) and writes (4): no preexec_fn,
-        # so no fork of this (multithreaded, JAX) process.
-        redirect = f'exec "$0" "$@" 3<&{to_browser[0]} 4>&{from_browser[1]}'
+        # A small trampoline puts the pipes on the fds chromium reads (3) and writes (4):
+        # no preexec_fn, so no fork of this multithreaded (JAX) process.
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", redirect, binary, "--headless", "--no-sandbox", "--disable-gpu",
+            [sys.executable, "-c", _ON_FDS_3_AND_4, str(to_browser[0]), str(from_browser[1]),
+             binary, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-dev-shm-usage", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", "--hide-scrollbars",
              f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
@@ -202,7 +209,9 @@ def browser(tmp_path):
     b.close()
 
 
-VISIBLE_ITEMS = "document.querySelectorAll('#gallery .page:not([hidden]) figure').length"
+# Items the browser lays out, not just those not marked hidden: CSS can overrule `hidden`.
+VISIBLE_ITEMS = ("Array.from(document.querySelectorAll('#gallery figure'))"
+                 ".filter(f => f.getClientRects().length > 0).length")
 LOADED_IMAGES = ("Array.from(document.querySelectorAll('#gallery .page:not([hidden]) img'))"
                  ".every(i => i.complete && i.naturalWidth > 0)")
 

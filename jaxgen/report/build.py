@@ -21,8 +21,9 @@ def build_report(
     thumb_size: int = 128,
     max_images: int = GALLERY_LIMIT,
 ) -> Path:
-    """Write OUT/report.html (counts, settings, timings, rejects, a paged gallery); its path.
+    """Write OUT/report.html (counts, settings, timings, rejects, a paged gallery).
 
+    Returns the page's absolute path (what a browser opens); the page shows OUT as given.
     Rebuilding replaces the previous report. The gallery holds the first `max_images`
     images; the page says so when the dataset has more. A local directory only.
     """
@@ -42,4 +43,4 @@ def build_report(
     tmp = path.with_name(REPORT_FILE + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)  # a reader never sees half a page
-    return path
+    return path.resolve()

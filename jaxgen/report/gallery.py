@@ -8,11 +8,14 @@ time, so memory stays flat however big the dataset is.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +84,11 @@ def images(out_dir: Path, output_format: str, shards: list[str]) -> Iterator[tup
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:
-    """A WebP at most `size` pixels on its long side (never enlarged)."""
+    """A JPEG at most `size` pixels on its long side (never enlarged).
+
+    JPEG because it encodes ~20x faster than WebP here; no chroma subsampling, so the
+    edges of small flat-coloured images stay clean.
+    """
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
@@ -89,24 +96,39 @@ def make_thumbnail(data: bytes, size: int) -> bytes:
         thumb = image.convert("RGB")
     thumb.thumbnail((size, size))
     out = io.BytesIO()
-    thumb.save(out, "WEBP", quality=80, method=4)
+    thumb.save(out, "JPEG", quality=90, subsampling=0)
     return out.getvalue()
+
+
+def _write_thumbnail(path: Path, data: bytes, size: int) -> None:
+    path.write_bytes(make_thumbnail(data, size))
 
 
 def write_thumbnails(
     out_dir: Path, output_format: str, shards: list[str], *, size: int, limit: int
 ) -> list[Thumbnail]:
-    """Thumbnails of the first `limit` images under OUT/_report/thumbs/; stops reading there."""
+    """Thumbnails of the first `limit` images under OUT/_report/thumbs/; stops reading there.
+
+    Pillow decodes and encodes outside the GIL, so a few threads share the work; at most
+    `2 * threads` images wait in memory.
+    """
     thumbs_dir = out_dir / THUMBS_DIR
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     made: list[Thumbnail] = []
     if limit <= 0:
         return made
-    for record, data in images(out_dir, output_format, shards):
-        key = str(record["key"])
-        (thumbs_dir / f"{key}.webp").write_bytes(make_thumbnail(data, size))
-        made.append(Thumbnail(key, str(record.get("prompt", "")), record.get("seed"),
-                              f"{THUMBS_DIR}/{key}.webp"))
-        if len(made) >= limit:
-            break
+    threads = min(8, os.cpu_count() or 1)
+    pending: collections.deque[Future[None]] = collections.deque()
+    with ThreadPoolExecutor(threads) as pool:
+        for record, data in images(out_dir, output_format, shards):
+            key = str(record["key"])
+            pending.append(pool.submit(_write_thumbnail, thumbs_dir / f"{key}.jpg", data, size))
+            made.append(Thumbnail(key, str(record.get("prompt", "")), record.get("seed"),
+                                  f"{THUMBS_DIR}/{key}.jpg"))
+            if len(pending) >= 2 * threads:
+                pending.popleft().result()
+            if len(made) >= limit:
+                break
+        for future in pending:
+            future.result()  # raises the first error, if any
     return made

@@ -21,6 +21,7 @@ _RAW_ROW_CHARS = 300  # a manifest row can be a megabyte: the page shows its sta
 _STYLE = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d232b;
   background: #f6f7f9; }
+[hidden] { display: none !important; }  /* .grid and .pager set display */
 body { margin: 0 auto; max-width: 1200px; padding: 24px; }
 h1 { margin: 0 0 4px; font-size: 26px; } h2 { font-size: 18px; margin: 0 0 12px; }
 .path { font-family: ui-monospace, Menlo, Consolas, monospace; color: #4a5563; margin: 0;
