@@ -21,6 +21,7 @@ import pytest
 
 from jaxgen.cli import main
 from jaxgen.report import build_report
+from jaxgen.report.output import read_run
 
 SCRIPT_PROMPT = 'a red circle <script>window.pwned = 1</script><img src=x onerror="pwned=2">'
 ROWS = [
@@ -77,6 +78,26 @@ def test_gallery_stops_at_max_images_and_says_so(dataset):
     assert len(_gallery_titles(page)) == 3
     assert "Showing the first 3 of 10 images (the gallery stops at 3)" in page
     assert len(list((dataset / "_report" / "thumbs").glob("*.jpg"))) == 3  # rebuilt, not added
+
+
+def test_settings_and_timings_come_from_the_job_and_shard_stats(dataset):
+    facts = read_run(dataset)
+    assert facts.complete and facts.output_format == "webdataset"
+    assert facts.counts == {"rows_read": 10, "rows_generated": 9, "rows_rejected": 1,
+                            "images": IMAGES, "shards_complete": 1, "shards": 1}
+    assert facts.settings["defaults.steps"] == 2 and facts.settings["model"]
+    assert facts.timings["images per shard-second"] > 0
+    assert [(g.field, g.count) for g in facts.rejects] == [("height", 1)]
+    assert facts.rejects[0].examples[0]["line"] == 10
+
+
+def test_a_partial_output_reports_its_complete_shards(dataset, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(dataset, partial)
+    (partial / "_dataset.json").unlink()  # as while the job still runs
+    page = build_report(partial, thumbs_per_page=PER_PAGE).read_text()
+    assert "partial: the job has not finished" in page
+    assert '<b id="count-images">10</b>' in page
 
 
 def test_a_directory_without_a_job_is_refused_with_its_name(tmp_path):

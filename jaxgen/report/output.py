@@ -66,17 +66,19 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _settings(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
-    model = summary.get("model")
-    if model:
-        settings["model"] = f"{model.get('name')} ({model.get('hash')})"
+    models = summary.get("models") or ([summary["model"]] if summary.get("model") else [])
+    if models:  # a resumed job may have used more than one
+        settings["model"] = "; ".join(f"{m.get('name')} ({m.get('hash')})" for m in models)
     config = dict(job.get("config") or summary.get("config") or {})
     defaults = config.pop("defaults", {})
     settings.update(flatten(defaults, "defaults"))
     settings.update(flatten(config))
-    for device in summary.get("devices") or []:
-        settings["devices"] = ", ".join(
-            f"{k}={v}" for k, v in flatten(device).items() if k != "process_index"
-        )
+    devices = [
+        ", ".join(f"{k}={v}" for k, v in flatten(d).items() if k != "process_index")
+        for d in summary.get("devices") or []
+    ]
+    if devices:
+        settings["devices"] = "; ".join(devices)
     versions = summary.get("versions") or {}
     if "jaxgen" in versions:
         settings["jaxgen"] = versions["jaxgen"]
