@@ -100,6 +100,20 @@ def test_a_partial_output_reports_its_complete_shards(dataset, tmp_path):
     assert '<b id="count-images">10</b>' in page
 
 
+def test_generate_writes_the_report_and_jaxgen_report_rebuilds_it(dataset, capsys):
+    page = dataset / "report.html"
+    assert page.is_file()  # written by `jaxgen generate` itself
+    page.unlink()
+    assert main(["report", str(dataset), "--thumbs-per-page", str(PER_PAGE)]) == 0
+    assert f"wrote {page.resolve()}" in capsys.readouterr().out
+    assert '<b id="count-images">10</b>' in page.read_text()
+
+
+def test_jaxgen_report_on_a_folder_without_a_job_exits_2_naming_it(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
 def test_a_directory_without_a_job_is_refused_with_its_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="no _job.json"):
         build_report(tmp_path)

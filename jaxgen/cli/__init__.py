@@ -1,4 +1,4 @@
-"""`jaxgen` command line: generate, info, preview, train, eval.
+"""`jaxgen` command line: generate, info, preview, train, eval, report.
 
 Each command lives in its own module here: `add_parser` builds its flags, `run` executes it.
 """
@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxgen.cli import evaluate, generate, info, train
+from jaxgen.cli import evaluate, generate, info, report, train
 from jaxgen.requests import ConfigError
 
 
@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     allow_abbrev=False))
     evaluate.add_parser(sub.add_parser("eval", help="ShapesEval + FD of a model: JSON report, "
                                        "contact sheet", allow_abbrev=False))
+    report.add_parser(sub.add_parser("report", help="rebuild OUT/report.html: counts, rejects, "
+                                     "a gallery", allow_abbrev=False))
     args, beam_args = parser.parse_known_args(argv)
     if args.command != "generate" and beam_args:
         parser.error(f"unrecognised arguments: {' '.join(beam_args)}")
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_all_cpu_cores()
     commands = {"generate": generate.run, "info": info.run_info, "preview": info.run_preview,
-                "train": train.run, "eval": evaluate.run}
+                "train": train.run, "eval": evaluate.run, "report": report.run}
     try:
         return commands[args.command](args, beam_args)
     except (ConfigError, ValueError, FileNotFoundError) as err:

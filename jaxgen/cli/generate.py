@@ -87,6 +87,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if progress:
             progress.stop()
     _print_summary(summary)
+    if not args.dry_run and summary.get("complete") is not False and "://" not in config.output:
+        from jaxgen.report import build_report
+
+        print(f"  report  {build_report(config.output)}")
     return 0
 
 

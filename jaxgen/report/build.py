@@ -6,12 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-from jaxgen.report.gallery import GALLERY_LIMIT, write_thumbnails
+from jaxgen.report import GALLERY_LIMIT, REPORT_DIR, REPORT_FILE
+from jaxgen.report.gallery import write_thumbnails
 from jaxgen.report.output import read_run
 from jaxgen.report.page import render
-
-REPORT_FILE = "report.html"
-REPORT_DIR = "_report"
 
 
 def build_report(

@@ -22,7 +22,6 @@ from typing import Any
 from jaxgen.dataset.records import IMAGE_EXTENSIONS
 from jaxgen.dataset.writers import IMAGEFOLDER_PARTS_DIR
 
-GALLERY_LIMIT = 10_000  # thumbnails at most: the first images, in key order
 THUMBS_DIR = "_report/thumbs"
 _PARQUET_BATCH = 32  # rows of image bytes held at once
 _IMAGE_SUFFIXES = {"." + ext for ext in IMAGE_EXTENSIONS.values()}
