@@ -12,8 +12,10 @@ import pytest
 
 from jaxgen.engine.decode import decode_latents
 from jaxgen.engine.denoise import DenoiseStep, predicted_clean_latents
+from jaxgen.engine.generator import Generator
 from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
+from jaxgen.engine.sharding import make_mesh
 from jaxgen.engine.spec import SamplingSpec
 from jaxgen.requests import GenerationRequest
 from jaxgen.weights.model_dir import load_model
@@ -116,3 +118,14 @@ def test_requests_share_a_program_exactly_when_their_sampling_spec_is_equal():
     assert all(SamplingSpec.of(r) != SamplingSpec.of(base) for r in other)
     # Sorting by spec groups requests by program: height, then width, steps, sampler.
     assert sorted(map(SamplingSpec.of, [*other, base]))[0] == SamplingSpec(64, 32, 10, "ddim")
+
+
+def test_the_generator_compiles_a_spec_ahead_from_the_shapes_of_its_inputs(model):
+    gen = Generator(model, mesh=make_mesh(devices=jax.local_devices()[:2]), batch_size=2,
+                    compilation_cache=False)
+    assert gen.compile(SPEC).cost_analysis()["flops"] > 0
+    request = GenerationRequest(PROMPTS[0], seed=3, height=16, width=16, steps=3,
+                                sampler="ddim")
+    assert SamplingSpec.of(request) == SPEC
+    assert [g.image.shape for g in gen.generate([request])] == [(16, 16, 3)]
+    assert gen.compiled_programs == 1
