@@ -66,8 +66,9 @@ class SamplingProgram:
             keys = item_keys(inputs.noise_ids)
             context = encode_prompts(self.text, params["text_encoder"], inputs.cond_ids,
                                      inputs.uncond_ids)
-            noise = draw_noise(keys, 0, self.latent_shape) if inputs.noise is None \
-                else inputs.noise
+            noise = inputs.noise
+            if noise is None:
+                noise = draw_noise(keys, 0, self.latent_shape)
             latents = noise.astype(jnp.float32) * self.sampler.init_noise_sigma
             keep = None
             if inputs.mask is not None:
@@ -80,5 +81,5 @@ class SamplingProgram:
                 self.sampler, predict, latents,
                 step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape), keep=keep,
                 hook=hook, hook_carry=hook_carry)
-            return decode_latents(self.vae, params["vae"], latents, self.scaling_factor), \
-                hook_carry
+            images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
+            return images, hook_carry
