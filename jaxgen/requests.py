@@ -51,7 +51,8 @@ class RequestError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. Fields that change array shapes are marked (shape)."""
+    """What to generate. Fields that change array shapes are marked (shape); requests
+    share a compiled program when their jaxgen.engine.spec.SamplingSpec is equal."""
 
     prompt: str
     negative_prompt: str = ""
@@ -64,10 +65,6 @@ class GenerationRequest:
     num_images: int = 1
     id: str | None = None
     metadata: dict[str, Any] | None = None
-
-    def shape_key(self) -> tuple[int, int, int, str]:
-        """Requests with equal keys can share one compiled program."""
-        return (self.height, self.width, self.steps, self.sampler)
 
 
 def validate_request(

@@ -23,15 +23,15 @@ def main() -> None:
     import torch
     from transformers import CLIPTextModel
 
-    from jaxgen.engine.sampling import tokenize
     from jaxgen.eval.shapes_eval import eval_prompts
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     prompts = [p.text for p in eval_prompts(args.prompts)]
     for model_dir in args.models:
         model = load_model(model_dir)
         _, _, text = model.modules(jnp.float32)
-        ids = tokenize(model, prompts)
+        ids = tokenize(model.tokenizer, prompts)
         ours, _ = text.apply({"params": model.params["text_encoder"]}, jnp.asarray(ids), 0)
         peer = CLIPTextModel.from_pretrained(f"{model_dir}/text_encoder", dtype=torch.float32)
         with torch.inference_mode():

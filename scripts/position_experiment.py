@@ -78,9 +78,10 @@ def main() -> None:
     )
     from jaxgen.shapes.captions import POSITION_AT
     from jaxgen.shapes.scene import RELATIONS, pair_positions
-    from jaxgen.train.data import ShapesData, shapes_batch, tokenize_prompts
+    from jaxgen.train.data import ShapesData, shapes_batch
     from jaxgen.train.diffusion import diffusion_targets, init_denoiser
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     model = load_model(args.model or default_model_path())
     unet, text = UNet2DConditionModel(model.unet), CLIPTextModel(model.text_encoder)
@@ -112,7 +113,7 @@ def main() -> None:
             pair_templates[rng.integers(len(pair_templates))] if len(s.objects) == 2
             else templates[rng.integers(len(templates))])) for s in scenes]
         images = np.stack([render(s) for s in scenes]).astype(np.float32) / 127.5 - 1.0
-        return images, tokenize_prompts(model.tokenizer, captions)
+        return images, tokenize(model.tokenizer, captions)
 
     def relation_scene(rng: np.random.Generator) -> Scene:
         """Red and blue large squares on white, placed as sample_scene places a pair."""
@@ -166,17 +167,17 @@ def main() -> None:
         out = unet.apply({"params": params["unet"]}, noise, jnp.full((ids.shape[0],), 999), context)
         return predict_x0(prediction, out, noise, jnp.sqrt(acp[999]), jnp.sqrt(1 - acp[999]))
 
-    probe_ids = tokenize_prompts(model.tokenizer, [
+    probe_ids = tokenize(model.tokenizer, [
         f"a large {c} square {POSITION_AT[pos]} on a white background"
         for c in PROBE_COLOURS for pos in POSITIONS])
-    colour_ids = tokenize_prompts(model.tokenizer, [
+    colour_ids = tokenize(model.tokenizer, [
         f"a large {c} square in the center on a white background" for c in colours[:9]])
     side = model.unet.sample_size
     noises = jax.random.normal(jax.random.key(99), (len(probe_ids), side, side, 4))
     one = jnp.broadcast_to(noises[:1], (9, side, side, 4))
 
     relation_probes = [(rel, first) for rel in RELATIONS for first in ("red", "blue")] * 4
-    relation_ids = tokenize_prompts(model.tokenizer, [
+    relation_ids = tokenize(model.tokenizer, [
         f"a large {first} square {rel} a large {'blue' if first == 'red' else 'red'} square "
         f"on a white background" for rel, first in relation_probes])
     relation_noises = jax.random.normal(jax.random.key(98), (len(relation_ids), side, side, 4))

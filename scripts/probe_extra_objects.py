@@ -33,13 +33,15 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxgen.engine.sampling import initial_noise, noise_ids, tokenize
+    from jaxgen.engine.denoise import initial_noise
+    from jaxgen.engine.inputs import noise_ids
     from jaxgen.eval.shapes_eval import ShapesEval
     from jaxgen.schedulers import SchedulerConfig, make_sampler
     from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
     from jaxgen.shapes import analyse
     from jaxgen.shapes.scene import position_cell
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     model = load_model(args.model)
     unet, vae, text = model.modules()
@@ -52,10 +54,10 @@ def main() -> None:
     prompts = [q for q in ShapesEval(args.prompts).prompts() if q.num_objects == 2]
     side = model.native_size // model.latent_factor
     ids = noise_ids(np.array([q.seed for q in prompts]), np.zeros(len(prompts), np.int64))
-    x = jnp.asarray(initial_noise(ids, (side, side, model.unet.in_channels)))
+    x = jnp.asarray(initial_noise(ids, (side, side, model.vae.latent_channels)))
     x = x * sampler.init_noise_sigma
-    context, _ = text.apply({"params": params["text_encoder"]},
-                            tokenize(model, [""] * len(prompts) + [q.text for q in prompts]))
+    context, _ = text.apply({"params": params["text_encoder"]}, tokenize(
+        model.tokenizer, [""] * len(prompts) + [q.text for q in prompts]))
 
     @jax.jit
     def step(x, state, i):

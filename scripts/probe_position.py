@@ -31,12 +31,12 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxgen.engine.sampling import tokenize
     from jaxgen.schedulers import SchedulerConfig
     from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
     from jaxgen.shapes.captions import POSITION_AT
     from jaxgen.shapes.scene import COLOURS, POSITIONS
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     model = load_model(args.model)
     unet, vae, text = model.modules()
@@ -51,9 +51,10 @@ def main() -> None:
     def guided_x0(prompts: list[str], noise: jax.Array) -> jax.Array:
         k = len(prompts)
         steps = jnp.full((k,), t)
-        cond, _ = text.apply({"params": model.params["text_encoder"]}, tokenize(model, prompts))
+        cond, _ = text.apply({"params": model.params["text_encoder"]},
+                             tokenize(model.tokenizer, prompts))
         uncond, _ = text.apply({"params": model.params["text_encoder"]},
-                               tokenize(model, [""] * k))
+                               tokenize(model.tokenizer, [""] * k))
         out_c = unet.apply({"params": model.params["unet"]}, noise, steps, cond)
         out_u = unet.apply({"params": model.params["unet"]}, noise, steps, uncond)
         out = out_u + args.guidance * (out_c - out_u)

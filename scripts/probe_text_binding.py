@@ -41,9 +41,10 @@ def main() -> None:
     from jaxgen.models import CLIPTextModel
     from jaxgen.shapes import caption, sample_scene
     from jaxgen.shapes.scene import COLOURS, canonical
-    from jaxgen.train.data import ShapesData, tokenize_prompts
+    from jaxgen.train.data import ShapesData
     from jaxgen.train.init import init_params
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     model = load_model(args.model)
     text = CLIPTextModel(model.text_encoder)
@@ -63,7 +64,7 @@ def main() -> None:
     labels = np.array(labels)
     encode = jax.jit(lambda ids: text.apply({"params": params}, ids))
     states, pooled = [], []
-    ids = tokenize_prompts(model.tokenizer, captions)
+    ids = tokenize(model.tokenizer, captions)
     for i in range(0, len(ids), 500):
         s, q = encode(jnp.asarray(ids[i:i + 500]))
         states.append(np.asarray(s))

@@ -31,9 +31,9 @@ def main() -> None:
     import orbax.checkpoint as ocp
 
     from jaxgen.eval.shapes_eval import ShapesEval
-    from jaxgen.train.data import tokenize_prompts
     from jaxgen.train.text import NOT_ASKED, SCENE_FIELDS, SceneHead, scene_targets
     from jaxgen.weights.model_dir import load_model
+    from jaxgen.weights.tokenizer import tokenize
 
     checkpoints = (args.work_dir / "text" / "checkpoints").absolute()
     steps = sorted(int(d.name) for d in checkpoints.iterdir() if d.name.isdigit())
@@ -46,7 +46,7 @@ def main() -> None:
     print(f"stage 0 step {steps[-1]}, {len(prompts)} ShapesEval prompts: readout accuracy")
     for group, chosen in (("trained wordings", [q for q in prompts if not q.new_wording]),
                           ("held-out wordings", [q for q in prompts if q.new_wording])):
-        ids = tokenize_prompts(model.tokenizer, [q.text for q in chosen])
+        ids = tokenize(model.tokenizer, [q.text for q in chosen])
         _, pooled = text.apply({"params": ema["text_encoder"]}, ids)
         logits = SceneHead().apply({"params": ema["scene_head"]}, pooled.astype(jnp.float32))
         targets = np.stack([scene_targets(q.text) for q in chosen])

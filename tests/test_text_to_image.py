@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
+from jaxgen.engine.inputs import ItemInputs, noise_ids
+from jaxgen.engine.sampling import SamplingProgram
+from jaxgen.engine.spec import SamplingSpec
 from jaxgen.weights.model_dir import load_model
+from jaxgen.weights.tokenizer import tokenize
 
 PROMPTS = ["a red circle on a blue background", "a large green square left of a triangle"]
 
@@ -28,10 +31,11 @@ def test_ddim_10_steps_matches_diffusers_pipeline_within_2_of_255(style, tiny_sd
                output_type="np").images
     ref = np.round(ref * 255).astype(np.int32)
 
-    fn = jax.jit(build_sampling_fn(model, SamplingSpec(16, 16, steps=10, sampler="ddim")))
-    ours = fn(model.params, tokenize(model, PROMPTS), tokenize(model, ["", "blurry"]),
-              noise_ids(np.array([0, 1]), np.array([0, 0])), jnp.array([7.5, 7.5]),
-              init_latents=jnp.asarray(latents.permute(0, 2, 3, 1).numpy()))
+    fn = jax.jit(SamplingProgram.build(model, SamplingSpec(16, 16, steps=10, sampler="ddim")))
+    ours = fn(model.params, ItemInputs(
+        tokenize(model.tokenizer, PROMPTS), tokenize(model.tokenizer, ["", "blurry"]),
+        noise_ids(np.array([0, 1]), np.array([0, 0])), jnp.array([7.5, 7.5]),
+        noise=jnp.asarray(latents.permute(0, 2, 3, 1).numpy())))
     diff = np.abs(np.asarray(ours, np.int32) - ref)
     assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"
     assert ref.std() > 5  # the images are not flat, so the comparison means something
@@ -44,10 +48,10 @@ def test_bfloat16_images_stay_within_one_level_on_average_of_float32(tiny_sd2_di
     b16 = load_model(tiny_sd2_dir, dtype=jnp.bfloat16)
 
     def run(model, dtype):
-        fn = jax.jit(build_sampling_fn(model, SamplingSpec(16, 16, 10, "ddim"), dtype))
-        return np.asarray(fn(model.params, tokenize(model, PROMPTS), tokenize(model, ["", ""]),
-                             noise_ids(np.array([0, 1]), np.array([0, 0])),
-                             jnp.array([7.5, 7.5])), np.int32)
+        fn = jax.jit(SamplingProgram.build(model, SamplingSpec(16, 16, 10, "ddim"), dtype))
+        return np.asarray(fn(model.params, ItemInputs(
+            tokenize(model.tokenizer, PROMPTS), tokenize(model.tokenizer, ["", ""]),
+            noise_ids(np.array([0, 1]), np.array([0, 0])), jnp.array([7.5, 7.5]))), np.int32)
 
     diff = np.abs(run(b16, jnp.bfloat16) - run(f32, jnp.float32))
     assert diff.mean() <= 1.5

@@ -13,7 +13,9 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
+from jaxgen.engine.inputs import ItemInputs, noise_ids
+from jaxgen.engine.sampling import SamplingProgram
+from jaxgen.engine.spec import SamplingSpec
 from jaxgen.models import (
     AutoencoderKL,
     CLIPTextConfig,
@@ -31,7 +33,6 @@ from jaxgen.train.data import (
     ShapesData,
     scene_seeds,
     shapes_batch,
-    tokenize_prompts,
     training_caption,
     write_shapes_tokenizer,
 )
@@ -56,6 +57,7 @@ from jaxgen.train.stages import (
 from jaxgen.train.state import create_state
 from jaxgen.train.vae import VAELoss, init_vae
 from jaxgen.train.wording import FUNCTION_WORDS, vary_wording
+from jaxgen.weights.tokenizer import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lower XLA's optimisation level: tiny models then compile ~3x faster on the 2-core CPU.
@@ -290,11 +292,12 @@ def test_export_opens_in_jaxgen_and_diffusers_with_the_same_images(tiny, uninter
     prompts = ["a large red circle at the top left on a blue background",
                "a small green square left of a big yellow triangle"]
     latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    fn = jax.jit(build_sampling_fn(model, SamplingSpec(64, 64, 4, "dpmpp_2m")),
+    fn = jax.jit(SamplingProgram.build(model, SamplingSpec(64, 64, 4, "dpmpp_2m")),
                  compiler_options=FAST_COMPILE)
-    ours = fn(model.params, tokenize(model, prompts), tokenize(model, ["", ""]),
-              noise_ids(np.array([1, 2]), np.zeros(2)), jnp.full((2,), 3.0),
-              init_latents=jnp.asarray(latents.permute(0, 2, 3, 1).numpy()))
+    ours = fn(model.params, ItemInputs(
+        tokenize(model.tokenizer, prompts), tokenize(model.tokenizer, ["", ""]),
+        noise_ids(np.array([1, 2]), np.zeros(2)), jnp.full((2,), 3.0),
+        noise=jnp.asarray(latents.permute(0, 2, 3, 1).numpy())))
     assert ours.shape == (2, 64, 64, 3) and ours.dtype == jnp.uint8
 
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "tiny-shapes")
@@ -344,7 +347,7 @@ def test_zero_outputs_init_zeroes_the_residual_branch_ends_and_nothing_else(tiny
             assert np.array_equal(leaf, flat_default[path]), jax.tree_util.keystr(path)
     assert names == set(ZEROED_AT_INIT)  # each kind of layer exists in the tiny UNet
     # conv_out starts at zero, so the untrained UNet predicts exactly zero
-    ids = tokenize_prompts(tiny.tokenizer, ["a small red circle on a white background"])
+    ids = tokenize(tiny.tokenizer, ["a small red circle on a white background"])
     context, _ = text.apply({"params": zeroed["text_encoder"]}, ids)
     latents = jax.random.normal(jax.random.key(0), (1, 16, 16, TINY_UNET.in_channels))
     out = unet.apply({"params": zeroed["unet"]}, latents, jnp.array([500]), context)

@@ -21,6 +21,7 @@ from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
 from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
+from jaxgen.engine.spec import SamplingSpec
 
 if TYPE_CHECKING:
     from jaxgen.engine.types import GeneratedImage
@@ -72,9 +73,9 @@ def generate_shard(
     rejects = [item for item in ordered if isinstance(item, Reject)]
     files = ShardFiles(config.output, uuid.uuid4().hex)
     writer = WRITERS[config.output_format](files, shard_name, config.image_format)
-    # Generation order: by shape, then key, so a batching generator fills whole batches.
-    # Deterministic either way; images are streamed to the writer, never held per shard.
-    order = sorted(planned, key=lambda r: (r.request.shape_key(), r.index))
+    # Generation order: by program (SamplingSpec), then key, so a batching generator fills
+    # whole batches. Deterministic either way; images are streamed to the writer, never held.
+    order = sorted(planned, key=lambda r: (SamplingSpec.of(r.request), r.index))
     expected = [(row, i) for row in order for i in range(row.request.num_images)]
     images = 0
     if order:

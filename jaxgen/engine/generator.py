@@ -1,10 +1,13 @@
 """The Generator: requests in, images out, every local device busy, same image whatever the layout.
 
 Requests are validated (before any device work), expanded to one item per image, grouped
-by shape into fixed-size batches (the tail padded with a copy of a real item and dropped on
-the way out) and run through one jitted, sharded program per shape. A window of items is
-dispatched before the previous window's images are pulled to the host, so tokenising and
+by SamplingSpec into fixed-size batches (the tail padded with a copy of a real item and
+dropped on the way out) and run through one jitted, sharded SamplingProgram per spec, its
+per-item inputs one ItemInputs pytree split over the mesh's 'data' axis. A window of items
+is dispatched before the previous window's images are pulled to the host, so tokenising and
 PNG-bound host work overlap device work through JAX's async dispatch.
+
+This is the one driver of the sampling program: ShapesEval's model_generator runs through it.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
-from jaxgen.engine.sampling import SamplingSpec, build_sampling_fn, noise_ids, tokenize
+from jaxgen.engine.inputs import ItemInputs, noise_ids
+from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
+from jaxgen.engine.spec import SamplingSpec
 from jaxgen.engine.types import GeneratedImage
 from jaxgen.requests import GenerationRequest, stable_seed, validate_request
 from jaxgen.weights.model_dir import DiffusionModel, load_model
+from jaxgen.weights.tokenizer import tokenize
 
 
 def default_cache_dir() -> Path:
@@ -63,7 +69,7 @@ class Generator:
     """Build once (loads and places the weights), call `generate` many times."""
 
     def __init__(self, model: DiffusionModel, *, mesh: Mesh | None = None, dtype: Any = None,
-                 batch_size: int | None = None, job_seed: int = 0, clip_skip: int = 0,
+                 batch_size: int | None = None, job_seed: int = 0,
                  expect_backend: str | None = None,
                  compilation_cache: str | Path | bool | None = True,
                  min_shard_size: int = 2**20, attention: str | None = None):
@@ -82,7 +88,6 @@ class Generator:
             raise ValueError(f"batch_size {self.batch_size}: must be a positive multiple of the "
                              f"mesh's data axis ({n_data} devices)")
         self.job_seed = job_seed
-        self.clip_skip = clip_skip
         self.attention = attention  # None: XLA's attention; "cudnn": fused where it fits
         self._param_shardings = param_shardings(model.params, self.mesh, min_shard_size)
         params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), model.params)
@@ -149,9 +154,7 @@ class Generator:
     def _dispatch(self, items: list[_Item]) -> list[tuple[list[_Item], jax.Array]]:
         groups: dict[SamplingSpec, list[_Item]] = {}
         for item in items:
-            r = item.request
-            groups.setdefault(SamplingSpec(r.height, r.width, r.steps, r.sampler,
-                                           self.clip_skip), []).append(item)
+            groups.setdefault(SamplingSpec.of(item.request), []).append(item)
         launched = []
         for spec, group in groups.items():
             for start in range(0, len(group), self.batch_size):
@@ -161,31 +164,29 @@ class Generator:
 
     def _run(self, spec: SamplingSpec, batch: list[_Item]) -> jax.Array:
         padded = batch + [batch[-1]] * (self.batch_size - len(batch))
-        reqs = [it.request for it in padded]
-        inputs = (tokenize(self.model, [r.prompt for r in reqs]),
-                  tokenize(self.model, [r.negative_prompt for r in reqs]),
-                  noise_ids(np.array([r.seed for r in reqs], np.uint64),
-                            np.array([it.index for it in padded])),
-                  np.array([r.guidance for r in reqs], np.float32))
-        return self._program(spec)(self.params, *inputs)  # async: returns before it finishes
+        reqs, tokenizer = [it.request for it in padded], self.model.tokenizer
+        inputs = ItemInputs(
+            cond_ids=tokenize(tokenizer, [r.prompt for r in reqs]),
+            uncond_ids=tokenize(tokenizer, [r.negative_prompt for r in reqs]),
+            noise_ids=noise_ids(np.array([r.seed for r in reqs], np.uint64),
+                                np.array([it.index for it in padded])),
+            guidance=np.array([r.guidance for r in reqs], np.float32))
+        return self._program(spec)(self.params, inputs)  # async: returns before it finishes
 
     def _program(self, spec: SamplingSpec):
         if spec not in self._programs:
+            program = SamplingProgram.build(self.model, spec, self.dtype, self.attention)
+            # One sharding for every ItemInputs field: each splits its batch axis over 'data'.
             data = batch_sharding(self.mesh)
-            fn = build_sampling_fn(self.model, spec, self.dtype, self.attention)
-            self._programs[spec] = jax.jit(
-                fn, in_shardings=(self._param_shardings, data, data, data, data),
-                out_shardings=data)
+            self._programs[spec] = jax.jit(program, in_shardings=(self._param_shardings, data),
+                                           out_shardings=data)
         return self._programs[spec]
 
     def compile(self, spec: SamplingSpec) -> jax.stages.Compiled:
         """Compile `spec`'s program ahead of any request (warm-up, cost analysis); a later
         `generate` with that shape reuses it."""
-        b, tokens = self.batch_size, self.model.tokenizer.model_max_length
-        ids = jax.ShapeDtypeStruct((b, tokens), jnp.int32)
-        noise = jax.ShapeDtypeStruct((b, 3), jnp.uint32)
-        guidance = jax.ShapeDtypeStruct((b,), jnp.float32)
-        return self._program(spec).lower(self.params, ids, ids, noise, guidance).compile()
+        inputs = ItemInputs.abstract(self.batch_size, self.model.tokenizer.model_max_length)
+        return self._program(spec).lower(self.params, inputs).compile()
 
     @staticmethod
     def _collect(launched: list[tuple[list[_Item], jax.Array]]) -> Iterator[GeneratedImage]:

@@ -1,7 +1,11 @@
-"""GeneratorSpec: the picklable recipe a Beam pipeline ships to its workers.
+"""The two specs: which compiled program a request needs, and how to build a Generator.
 
-Workers call `build()` once per process (through Beam's `Shared`), so the weights are
-loaded and placed on the devices once, however many shards the process generates.
+`SamplingSpec.of(request)` is the one grouping rule for "same compiled program": the
+Generator batches by it and a shard orders its rows by it. `GeneratorSpec` is the picklable
+recipe a Beam pipeline ships to its workers; they call `build()` once per process (through
+Beam's `Shared`), so the weights are loaded and placed on the devices once, however many
+shards the process generates. This module imports neither JAX nor the weights at import
+time, so the dataset planner can use it.
 """
 
 from __future__ import annotations
@@ -9,9 +13,27 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jaxgen.weights.model_dir import native_size, resolve_model_path, size_multiple
+if TYPE_CHECKING:
+    from jaxgen.requests import GenerationRequest
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class SamplingSpec:
+    """The shape-changing choices: requests with equal specs share one compiled program.
+
+    Ordered field by field, so sorting by it groups a shard's rows by program.
+    """
+
+    height: int
+    width: int
+    steps: int  # the loop length is static
+    sampler: str  # a different step function
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> SamplingSpec:
+        return cls(request.height, request.width, request.steps, request.sampler)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,18 +74,24 @@ class GeneratorSpec:
 
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""
+        from jaxgen.weights.model_dir import size_multiple
+
         return size_multiple(*self._configs())
 
     def native_size(self) -> int:
+        from jaxgen.weights.model_dir import native_size
+
         return native_size(*self._configs())
 
     def _configs(self):
         from jaxgen.models import UNetConfig, VAEConfig
 
-        root = resolve_model_path(self.model)
+        root = self.model_path
         read = lambda name: json.loads((root / name / "config.json").read_text())  # noqa: E731
         return UNetConfig.from_dict(read("unet")), VAEConfig.from_dict(read("vae"))
 
     @property
     def model_path(self) -> Path:
+        from jaxgen.weights.model_dir import resolve_model_path
+
         return resolve_model_path(self.model)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxgen.default_model import RECOMMENDED
-from jaxgen.engine.sampling import initial_noise, noise_ids
+from jaxgen.engine.denoise import initial_noise
+from jaxgen.engine.inputs import noise_ids
 from jaxgen.eval.shapes_eval import Generate
 
 
@@ -34,7 +35,7 @@ def diffusers_generator(model_dir: str | Path, *, guidance: float = RECOMMENDED[
                                                    dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     side = pipe.unet.config.sample_size  # the model's native latent size, as diffusers samples
-    shape = (side, side, pipe.unet.config.in_channels)
+    shape = (side, side, pipe.vae.config.latent_channels)
 
     def generate(prompts: list[str], seeds: np.ndarray) -> np.ndarray:
         out = []

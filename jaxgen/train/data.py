@@ -18,7 +18,7 @@ from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, render, sam
 from jaxgen.shapes.captions import POSITION_AT, POSITION_IN, RELATION_PHRASES, SIZE_WORDS
 from jaxgen.shapes.scene import COLOURS, SHAPES
 from jaxgen.train.wording import template_pattern, vary_wording
-from jaxgen.weights.tokenizer import write_clip_tokenizer
+from jaxgen.weights.tokenizer import tokenize, write_clip_tokenizer
 
 TRAIN_SEED_LIMIT = 1_000_000_000
 # Words the parser understands beyond the templates, so free-form prompts stay one token a word.
@@ -91,12 +91,6 @@ def write_shapes_tokenizer(out_dir: str | Path, max_length: int = 40) -> Path:
     return Path(out_dir)
 
 
-def tokenize_prompts(tokenizer: Any, prompts: list[str]) -> np.ndarray:
-    """int32 [B, model_max_length] ids, padded as diffusers' pipelines pad them."""
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="np").input_ids.astype(np.int32)
-
-
 def scene_seeds(data: ShapesData, step: int, batch_size: int) -> np.ndarray:
     """The training scene seeds of one step."""
     if data.two_object_share is None:
@@ -147,5 +141,5 @@ def shapes_batch(data: ShapesData, step: int, batch_size: int,
     batch = {"images": images_batch(seeds)}
     if tokenizer is not None:
         captions = [training_caption(data, int(s)) for s in seeds]
-        batch["input_ids"] = tokenize_prompts(tokenizer, captions)
+        batch["input_ids"] = tokenize(tokenizer, captions)
     return batch

@@ -27,9 +27,10 @@ import optax
 
 from jaxgen.models import CLIPTextModel
 from jaxgen.shapes import COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
-from jaxgen.train.data import ShapesData, scene_seeds, tokenize_prompts, training_caption
+from jaxgen.train.data import ShapesData, scene_seeds, training_caption
 from jaxgen.train.init import init_params
 from jaxgen.train.vae import LossFn
+from jaxgen.weights.tokenizer import tokenize
 
 # The attributes the EOS state must predict, and how many classes each has. "first" is the
 # only object of a one-object scene, or the left/top one of a pair. "layout": one of the nine
@@ -69,7 +70,7 @@ def scene_targets(caption: str) -> np.ndarray:
 def text_batch(data: ShapesData, step: int, batch_size: int, tokenizer: Any) -> dict:
     """Stage 0's batch of `step`: the training captions of stage 2's scene draw, no images."""
     captions = [training_caption(data, int(s)) for s in scene_seeds(data, step, batch_size)]
-    return {"input_ids": tokenize_prompts(tokenizer, captions),
+    return {"input_ids": tokenize(tokenizer, captions),
             "targets": np.stack([scene_targets(c) for c in captions])}
 
 

@@ -1,7 +1,8 @@
-"""Write CLIP-format tokenizer files (vocab.json + merges.txt) that CLIPTokenizer loads.
+"""Tokenize prompts, and write CLIP-format tokenizer files that CLIPTokenizer loads.
 
-Used for locally built models: tiny test models and the shapes model, whose words
-become single tokens through one BPE merge chain per word.
+`tokenize` is the one way prompts become token ids, for sampling, evaluation and training.
+The files (vocab.json + merges.txt) are for locally built models: tiny test models and the
+shapes model, whose words become single tokens through one BPE merge chain per word.
 """
 
 from __future__ import annotations
@@ -9,8 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def tokenize(tokenizer: Any, prompts: list[str]) -> np.ndarray:
+    """int32 [B, model_max_length] token ids, padded and truncated as diffusers' pipelines do."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="np").input_ids
+    return ids.astype(np.int32)
 
 
 def bytes_to_unicode() -> dict[int, str]:

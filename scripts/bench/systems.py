@@ -106,7 +106,7 @@ class JaxgenSystem:
         """XLA's counts: the whole program (loop body once) and each part per image."""
         import jax.numpy as jnp
 
-        from jaxgen.engine.sampling import SamplingSpec
+        from jaxgen.engine.spec import SamplingSpec
         from scripts.bench.flops import attention_matmul_flops, unet_flops
 
         c, gen = self.cfg, self._generator(batch)

@@ -1,0 +1,132 @@
+"""The denoising loop: guided denoiser steps from any start step, an optional latent mask and
+an optional per-step hook.
+
+Noise is per item: each item's key comes from its noise ids alone; the initial latents are
+drawn from fold_in(key, 0) and step s's ancestral noise from fold_in(key, s + 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.models import UNet2DConditionModel
+from jaxgen.schedulers import Sampler
+from jaxgen.schedulers.tables import predict_x0
+
+# (latents [B, h, w, c], step index) -> the guided prediction, float32 like the latents.
+Denoiser = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class DenoiseStep(NamedTuple):
+    """What one pass of the loop saw and made (traced arrays), as a per-step hook sees it."""
+
+    index: jax.Array  # int32 scalar step index, from start_step to steps - 1
+    latents: jax.Array  # entering the step
+    prediction: jax.Array  # the guided denoiser output: uncond + g * (cond - uncond)
+    next_latents: jax.Array  # after the sampler's step (and the mask's blend)
+
+
+# hook(step, carry) -> (next latents, carry). Called inside the loop after each step, traced
+# once: a pure function. To record, write into the carry (e.g. carry.at[step.index].set(...));
+# to steer, return other latents. The loop continues from the latents it returns.
+StepHook = Callable[[DenoiseStep, Any], tuple[jax.Array, Any]]
+
+
+def item_keys(ids: jax.Array) -> jax.Array:
+    """One PRNG key per item from its noise ids (see inputs.noise_ids)."""
+    def one(row):
+        return jax.random.fold_in(jax.random.fold_in(jax.random.key(row[0]), row[1]), row[2])
+
+    return jax.vmap(one)(ids)
+
+
+def draw_noise(keys: jax.Array, step: int | jax.Array,
+               latent_shape: tuple[int, ...]) -> jax.Array:
+    """Unit normal latents per item: step 0 is the initial noise, s + 1 step s's noise."""
+    draw = lambda k: jax.random.normal(jax.random.fold_in(k, step), latent_shape)  # noqa: E731
+    return jax.vmap(draw)(keys)
+
+
+def initial_noise(ids: np.ndarray, latent_shape: tuple[int, int, int]) -> np.ndarray:
+    """The unit-variance initial latents [B, h, w, c] a sampling program draws for noise `ids`.
+
+    For other implementations to start from the very same noise (the diffusers peer).
+    """
+    return np.asarray(draw_noise(item_keys(jnp.asarray(ids)), 0, tuple(latent_shape)))
+
+
+def guided_prediction(unet: UNet2DConditionModel, params: Any, sampler: Sampler,
+                      context: jax.Array, guidance: jax.Array) -> Denoiser:
+    """Classifier-free guidance: one UNet call on the doubled batch (unconditional half first,
+    as encode_prompts orders the context), then uncond + g * (cond - uncond) per item."""
+    g = guidance.astype(jnp.float32)[:, None, None, None]
+
+    def predict(x: jax.Array, i: jax.Array) -> jax.Array:
+        x_in = sampler.scale_model_input(x, i)
+        out = unet.apply({"params": params}, jnp.concatenate([x_in, x_in]),
+                         sampler.timesteps[i], context).astype(jnp.float32)
+        uncond, cond = jnp.split(out, 2)
+        return uncond + g * (cond - uncond)
+
+    return predict
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentMask:
+    """Latents kept outside a mask, blended in after every step as diffusers' 4-channel
+    inpainting pipeline does: `known` diffused with `noise` to the next step's noise level
+    (clean after the last step)."""
+
+    mask: jax.Array  # [B, h, w, 1]: 1 where the loop generates
+    known: jax.Array  # [B, h, w, c] clean latents
+    noise: jax.Array  # [B, h, w, c] unit normal: the initial noise of the same items
+
+    def blend(self, sampler: Sampler, latents: jax.Array, i: jax.Array) -> jax.Array:
+        last = sampler.num_steps - 1
+        noised = sampler.add_noise(self.known, self.noise, jnp.minimum(i + 1, last))
+        known = jnp.where(i < last, noised, self.known).astype(latents.dtype)
+        return (1 - self.mask) * known + self.mask * latents
+
+
+def denoise(sampler: Sampler, predict: Denoiser, latents: jax.Array, *,
+            step_noise: Callable[[jax.Array], jax.Array] | None = None,
+            start_step: int | jax.Array = 0, keep: LatentMask | None = None,
+            hook: StepHook | None = None, hook_carry: Any = None) -> tuple[jax.Array, Any]:
+    """Run the sampler's steps start_step .. steps - 1 from `latents`; return the final
+    latents and the hook's carry.
+
+    `latents` are at the noise level of the start of `start_step` (noise times the sampler's
+    init_noise_sigma when starting at 0). `step_noise(i)` is step i's unit noise, for
+    ancestral samplers.
+    """
+    if sampler.needs_noise and step_noise is None:
+        raise ValueError(f"sampler {sampler.name!r} needs step_noise")
+
+    def body(i, carry):
+        x, state, carried = carry
+        guided = predict(x, i)
+        noise = step_noise(i) if sampler.needs_noise else jnp.zeros_like(x)
+        x_next, state = sampler.step(state, i, guided, x, noise)
+        if keep is not None:
+            x_next = keep.blend(sampler, x_next, i)
+        if hook is not None:
+            x_next, carried = hook(DenoiseStep(i, x, guided, x_next), carried)
+        return x_next, state, carried
+
+    latents, _, hook_carry = jax.lax.fori_loop(
+        start_step, sampler.num_steps, body, (latents, sampler.init_state(latents), hook_carry))
+    return latents, hook_carry
+
+
+def predicted_clean_latents(sampler: Sampler, step: DenoiseStep) -> jax.Array:
+    """The denoiser's estimate of the clean latents (x0) at `step`, for probes of the loop."""
+    i = step.index
+    return predict_x0(sampler.prediction_type, step.prediction,
+                      sampler.scale_model_input(step.latents, i), sampler.tables["alpha"][i],
+                      sampler.tables["sigma"][i])
