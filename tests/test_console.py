@@ -84,16 +84,14 @@ def test_ctrl_c_says_what_finished_and_how_to_resume(tiny_sd1_dir, manifest, tmp
         "rerun the same command to resume"]
 
 
-@pytest.mark.parametrize("command", [
-    ["info"], ["preview", "a red circle"], ["eval"],
-    ["generate", "--manifest", "rows.jsonl", "--out", "ds"]])
 def test_a_directory_that_is_not_a_model_gets_one_message_from_every_command(
-        command, tmp_path, capsys, monkeypatch):
+        tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rows.jsonl").write_text('{"prompt": "a red circle"}\n')
     (tmp_path / "not-a-model" / "unet").mkdir(parents=True)
-    assert main([*command, "--model", str(tmp_path / "not-a-model")]) == 2
-    err = capsys.readouterr().err
-    name = command[0]
-    assert err == (f"jaxgen {name}: error: {tmp_path / 'not-a-model'}: no model_index.json; "
-                   "not a diffusers-format model directory\n")
+    message = (f"{tmp_path / 'not-a-model'}: no model_index.json; not a diffusers-format model "
+               "directory\n")
+    for command in (["info"], ["preview", "a red circle"], ["eval"],
+                    ["generate", "--manifest", "rows.jsonl", "--out", "ds"]):
+        assert main([*command, "--model", str(tmp_path / "not-a-model")]) == 2
+        assert capsys.readouterr().err == f"jaxgen {command[0]}: error: {message}"
