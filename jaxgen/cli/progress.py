@@ -9,12 +9,13 @@ from typing import Any
 from jaxgen.dataset.config import JobConfig
 
 # Exit statuses of `jaxgen generate` (the --help epilog prints this table).
-EXIT_OK = 0  # every row was generated (or a dry run found every row valid)
+EXIT_OK = 0  # done: every row generated, or some rejected without --strict
 EXIT_USAGE = 2  # a bad command line, setting, model directory or resume with other settings
 EXIT_SOME_REJECTED = 3  # --strict, and some rows were rejected
 EXIT_NONE_GENERATED = 4  # every row was rejected: nothing generated, no model loaded
 EXIT_INTERRUPTED = 130  # Ctrl-C; rerun the same command to resume
-EXIT_STATUSES = {EXIT_OK: "every row generated", EXIT_USAGE: "usage, setting or model error",
+EXIT_STATUSES = {EXIT_OK: "done (rejected rows fail the job only with --strict)",
+                 EXIT_USAGE: "usage, setting or model error",
                  EXIT_SOME_REJECTED: "some rows rejected (with --strict)",
                  EXIT_NONE_GENERATED: "every row rejected: nothing generated",
                  EXIT_INTERRUPTED: "interrupted (Ctrl-C); rerun the same command to resume"}
