@@ -1,4 +1,4 @@
-"""Cheap progress figures for a running job: rows and images to do, shards and images done."""
+"""Cheap progress figures for a running job: images to do, shards and images done."""
 
 from __future__ import annotations
 
@@ -11,21 +11,6 @@ from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.manifest import iter_rows, match_manifest
 from jaxgen.dataset.shard import stats_name
 from jaxgen.dataset.writers import join
-
-
-def count_rows(config: JobConfig) -> int:
-    """Rows in the manifest, counted by lines (parquet: its metadata), without parsing."""
-    total = 0
-    for file in match_manifest(config.manifest_patterns, config.manifest_format):
-        with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            if file.format == "parquet":
-                import pyarrow.parquet as pq
-
-                total += pq.ParquetFile(f).metadata.num_rows
-                continue
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-            total += lines - (1 if file.format in ("csv", "tsv") else 0)
-    return total
 
 
 def count_images(config: JobConfig) -> int:
