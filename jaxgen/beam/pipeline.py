@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -69,8 +70,9 @@ def run_pipeline(
 
     The summary is what `_dataset.json` (or `_plan.json` for a dry run) holds, plus
     "metrics": this run's Beam counters (rows_read, rows_valid, rows_rejected,
-    shards_written, shards_skipped, images_generated).
+    shards_written, shards_skipped, images_generated), and "wall_s": this run's seconds.
     """
+    started = time.perf_counter()
     if spec is None and not config.dry_run:
         raise ValueError("spec None: a generation run needs a GeneratorSpec (or set dry_run)")
     config = resolve_size_multiple(config, spec)
@@ -97,6 +99,7 @@ def run_pipeline(
     if summary is None:
         raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
     summary["metrics"] = _counters(result)
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
     return summary
 
 

@@ -7,9 +7,6 @@ Beam's own flags (--runner, --direct_running_mode, ...) pass through unchanged.
 from __future__ import annotations
 
 import argparse
-import math
-import threading
-import time
 from typing import Any
 
 from jaxgen.dataset.config import JobConfig, load_job_config
@@ -70,6 +67,7 @@ def _spec(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from jaxgen.beam.pipeline import run_pipeline
+    from jaxgen.cli.progress import Progress, exit_status, print_summary
 
     spec = _spec(args)
     if not args.dry_run:
@@ -80,75 +78,17 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         from jaxgen.beam.profiles import profile_flags
 
         beam_args = profile_flags(args.runner_profile) + beam_args
-    progress = None if args.no_progress or args.dry_run else _Progress(config)
+    progress = None if args.no_progress or args.dry_run else Progress(config)
+    finished = False
     try:
         summary = run_pipeline(config, None if args.dry_run else spec, beam_args)
+        finished = True
     finally:
         if progress:
-            progress.stop()
-    _print_summary(summary)
+            progress.stop(finished)
+    print_summary(summary)
     if not args.dry_run and summary.get("complete") is not False and "://" not in config.output:
         from jaxgen.report import build_report
 
         print(f"  report  {build_report(config.output)}")
-    return 0
-
-
-class _Progress:
-    """A progress bar fed by the shard stats files as they land (works for any runner
-    writing to a filesystem this process can list)."""
-
-    def __init__(self, config: JobConfig):
-        from tqdm import tqdm
-
-        self.config = config
-        self.total_rows = _estimate_rows(config)
-        shards = math.ceil(self.total_rows / config.shard_size) if self.total_rows else None
-        self.bar = tqdm(total=shards, unit="shard", desc="jaxgen", dynamic_ncols=True)
-        self.seen: dict[str, int] = {}
-        self.done = threading.Event()
-        self.start = time.time()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-
-    def _poll(self) -> None:
-        while not self.done.wait(2.0):
-            self._update()
-
-    def _update(self) -> None:
-        from jaxgen.dataset.progress import completed_shards
-
-        shards, images = completed_shards(self.config.output, self.seen)
-        self.bar.n = shards
-        rate = images / max(time.time() - self.start, 1e-9)
-        self.bar.set_postfix_str(f"{images} images, {rate:.2f} img/s")
-        self.bar.refresh()
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join()
-        self._update()
-        self.bar.close()
-
-
-def _estimate_rows(config: JobConfig) -> int:
-    from jaxgen.dataset.progress import count_rows
-
-    try:
-        return count_rows(config)
-    except Exception:  # the bar is a convenience; the pipeline reports real errors
-        return 0
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    from jaxgen.beam.pipeline import summary_line
-
-    print(summary_line(summary))
-    if summary.get("complete") is False:
-        return
-    counts = summary.get("counts", {})
-    width = max((len(k) for k in counts), default=0)
-    print("\n".join(f"  {k:<{width}}  {v}" for k, v in counts.items()))
-    for key in ("output", "duration_s", "images_per_s"):
-        if key in summary:
-            print(f"  {key:<{width}}  {summary[key]}")
+    return exit_status(summary, strict=args.strict)

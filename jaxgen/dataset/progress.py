@@ -1,4 +1,4 @@
-"""Cheap progress figures for a running job: rows to do, shards and images done."""
+"""Cheap progress figures for a running job: images to do, shards and images done."""
 
 from __future__ import annotations
 
@@ -8,24 +8,31 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.config import JobConfig
-from jaxgen.dataset.manifest import match_manifest
+from jaxgen.dataset.manifest import iter_rows, match_manifest
 from jaxgen.dataset.shard import stats_name
 from jaxgen.dataset.writers import join
 
 
-def count_rows(config: JobConfig) -> int:
-    """Rows in the manifest, counted by lines (parquet: its metadata), without parsing."""
+def count_images(config: JobConfig) -> int:
+    """Images the manifest asks for: each row's num_images, else the job's default, else 1.
+
+    An estimate for a progress bar, not a plan: a row with a bad num_images counts none,
+    a row rejected for another reason counts its images.
+    """
+    default = config.defaults.get("num_images") or 1
     total = 0
     for file in match_manifest(config.manifest_patterns, config.manifest_format):
-        with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            if file.format == "parquet":
-                import pyarrow.parquet as pq
-
-                total += pq.ParquetFile(f).metadata.num_rows
-                continue
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-            total += lines - (1 if file.format in ("csv", "tsv") else 0)
+        for row in iter_rows(file, config.max_line_bytes):
+            total += _num_images((row.fields or {}).get("num_images"), default)
     return total
+
+
+def _num_images(value: object, default: int) -> int:
+    try:
+        n = int(value) if value not in (None, "") else default  # CSV cells are strings
+    except (TypeError, ValueError):
+        return 0
+    return max(n, 0)
 
 
 def completed_shards(output: str, seen: dict[str, int] | None = None) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from jaxgen.dataset.manifest import ManifestFile
 from jaxgen.dataset.plan import Layout
 from jaxgen.dataset.records import dumps_stable, runtime_versions
 from jaxgen.dataset.writers import IMAGEFOLDER_PARTS_DIR, TMP_DIR, join
+from jaxgen.requests import ConfigError
 
 JOB_FILE = "_job.json"
 SUMMARY_FILE = "_dataset.json"
@@ -32,8 +33,10 @@ PLAN_FILE = "_plan.json"
 _STATS_SUFFIX = "_stats.json"
 
 
-class JobMismatch(RuntimeError):
-    """The output directory holds (part of) a job with other settings or another manifest."""
+class JobMismatch(ConfigError):
+    """The output directory holds (part of) a job with other settings or another manifest.
+
+    A ConfigError: the command line ends in its one-line message, not a traceback."""
 
 
 def read_json(path: str) -> Any | None:
