@@ -206,6 +206,16 @@ class _Loaded:
     device_info: dict[str, Any] | None
 
 
+class _NoModel:
+    """The generator of a shard whose every row was rejected: no model is loaded for it."""
+
+    model_name = None
+    model_hash = None
+
+
+_NOTHING_TO_GENERATE = _Loaded(_NoModel(), None)
+
+
 class _GenerateShardFn(beam.DoFn):
     """One call = one whole shard. The generator is built once per worker process."""
 
@@ -232,12 +242,16 @@ class _GenerateShardFn(beam.DoFn):
             # A retried bundle, or another attempt finished this shard meanwhile.
             self._skipped.inc()
             return
-        if self._loaded is None:
-            # Lazily, not in setup(): a rerun of a finished job must not load the model.
-            self._loaded = self._shared.acquire(self._load)
+        if not any(isinstance(item, PlannedRow) for item in items):
+            loaded = _NOTHING_TO_GENERATE  # rejects and stats only: a job of rejects loads none
+        else:
+            if self._loaded is None:
+                # Lazily, not in setup(): a rerun of a finished job must not load the model.
+                self._loaded = self._shared.acquire(self._load)
+            loaded = self._loaded
         stats = generate_shard(
             items, shard=shard, shard_name=name, config=self._config,
-            generator=self._loaded.generator, device_info=self._loaded.device_info,
+            generator=loaded.generator, device_info=loaded.device_info,
         )
         self._written.inc()
         self._images.inc(stats["images"])
