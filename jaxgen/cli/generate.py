@@ -83,7 +83,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         if field.defaultable:
             shown = repr(field.default) if field.default == "" else field.default
             p.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
-                           dest=f"default_{field.name}", metavar=field.name.upper(),
+                           dest=f"default_{field.name}", metavar=None if field.name == "sampler" else field.name.upper(),
                            choices=SAMPLERS if field.name == "sampler" else None,
                            help=f"{field.help}, for rows without one (built-in: {shown}; "
                            "the model's recommended value wins over it)")
