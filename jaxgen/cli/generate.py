@@ -82,9 +82,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     for field in REQUEST_FIELDS:
         if field.defaultable:
             shown = repr(field.default) if field.default == "" else field.default
+            sampler = field.name == "sampler"
             p.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
-                           dest=f"default_{field.name}", metavar=None if field.name == "sampler" else field.name.upper(),
-                           choices=SAMPLERS if field.name == "sampler" else None,
+                           dest=f"default_{field.name}",
+                           metavar=None if sampler else field.name.upper(),
+                           choices=SAMPLERS if sampler else None,
                            help=f"{field.help}, for rows without one (built-in: {shown}; "
                            "the model's recommended value wins over it)")
 
