@@ -41,10 +41,10 @@ def beam_option_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def check_beam_args(args: list[str], source: str) -> list[str]:
-    """`args` unchanged when each `--name[=value]` is a Beam option; else a ConfigError that
-    names the first unknown one, where it came from, and the nearest Beam option."""
-    known = beam_option_names()
+def check_beam_args(args: list[str], source: str, also: Iterable[str] = ()) -> list[str]:
+    """`args` unchanged when each `--name[=value]` is a Beam option (or one of `also`); else a
+    ConfigError that names the first unknown one, where it came from, and the nearest one."""
+    known = beam_option_names() | frozenset(also)
     for arg in args:
         if not arg.startswith("--"):
             continue  # the value of the option before it
