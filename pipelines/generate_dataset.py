@@ -10,8 +10,9 @@
 Settings come, lowest first, from the JobConfig defaults, a job YAML (--job_config, keys of
 JobConfig), then these flags (jaxgen.dataset.config: the chain of defaults). Beam's own
 options (--runner, --direct_running_mode, ...) are given alongside; every flag must be
-jaxgen's or Beam's (a mistyped one stops the launcher, naming the nearest); a runner profile (a name: local, dataflow_gpu, ...; or a YAML file's path)
-supplies Beam options that flags given here override. With no runner named: FnApiRunner,
+jaxgen's or Beam's (a mistyped one stops the launcher, naming the nearest); a runner
+profile (a name: local, dataflow_gpu, ...; or a YAML file's path) supplies Beam options that
+flags given here override. With no runner named: FnApiRunner,
 in-process. Settings, profiles and row fields are jaxgen's, shared with `jaxgen generate`.
 """
 
