@@ -104,10 +104,9 @@ def beam_args(args: argparse.Namespace, after_dashes: list[str]) -> list[str]:
 def job_config(args: argparse.Namespace, size_multiple: int | None = None,
                native_size: int | None = None,
                model_defaults: dict[str, Any] | None = None) -> JobConfig:
-    """The job of `args`, along the chain of defaults (DEFAULTS_CHAIN): the model's own
-    recommended settings are read from its directory however it is named; `model_defaults`
-    (if given) adds to them."""
-    from jaxgen.default_model import default_model_path
+    """The job of `args`, along the chain of defaults (DEFAULTS_CHAIN). `model_defaults`: the
+    model's recommended settings; not given, they are read from `--model`'s directory (the
+    default model's are jaxgen.default_model.RECOMMENDED, read from its directory too)."""
     from jaxgen.weights.model_dir import recommended_settings
 
     settings = {name: getattr(args, name) for name in (
@@ -116,7 +115,9 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
     settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
     settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
                     size_multiple=size_multiple or None)
-    model = {**recommended_settings(args.model or default_model_path()), **(model_defaults or {})}
+    if model_defaults is None and args.model:
+        model_defaults = recommended_settings(args.model)
+    model = dict(model_defaults or {})
     if native_size:  # the model's own resolution, over its other recommendations
         model.update(height=native_size, width=native_size)
     return load_job_config(args.job_config, settings, model)
