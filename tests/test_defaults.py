@@ -89,6 +89,9 @@ def test_the_python_example_draws_what_the_prompt_asks():
 
 def test_a_size_far_from_the_native_one_warns():
     import jaxgen
+    from jaxgen.requests import RequestError
 
-    with pytest.warns(UserWarning, match="256x256 is far from this model's native 64x64"):
-        jaxgen.generate("a red circle", seed=1, height=256, width=256, num_inference_steps=1)
+    # 16px: a quarter of the native side, and (cheaply) refused after the warning.
+    with pytest.warns(UserWarning, match="16x16 is far from this model's native 64x64"), \
+            pytest.raises(RequestError, match="height 16"):
+        jaxgen.generate("a red circle", seed=1, height=16, width=16, num_inference_steps=1)
