@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,22 +25,38 @@ def generate(prompts: str | Sequence[str], model: str | Path | None = None, *,
              **fields: Any) -> list[np.ndarray]:
     """Images (uint8 [H, W, 3]) for each prompt, in order, num_images per prompt.
 
+        import jaxgen
+        image, = jaxgen.generate("a large red circle in the center on a blue background", seed=1)
+
     `fields` are GenerationRequest fields applied to every prompt (seed, steps, guidance,
-    height, width, sampler, negative_prompt, num_images). A seed given here is the first
-    prompt's; the next prompts get seed + 1, seed + 2, ... The Generator for a model is
-    built once and reused by later calls. Without `model`, the default model's recommended
-    steps/sampler/guidance fill the fields not given.
+    height, width, sampler, negative_prompt, num_images; diffusers' names num_inference_steps,
+    guidance_scale, num_images_per_prompt too). A seed given here is the first prompt's; the
+    next prompts get seed + 1, seed + 2, ... The Generator for a model is built once and
+    reused by later calls. Fields not given follow jaxgen's chain of defaults
+    (jaxgen.dataset.config): the model's recommended settings (its jaxgen.json), then its
+    native size, whichever way the model is named. A size far from the native one (over 2x,
+    under 0.5x) draws what the model never saw: a warning says so.
     """
-    from jaxgen.default_model import RECOMMENDED, default_model_path
+    from jaxgen.default_model import default_model_path
+    from jaxgen.requests import FIELD_ALIASES
+    from jaxgen.weights.model_dir import recommended_settings
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if model is None:
-        fields = {**RECOMMENDED, **fields}
-    gen = _generator(str(model or default_model_path()), dtype, batch_size)
-    if "height" not in fields and "width" not in fields:
-        side = gen.model.native_size
-        fields = {**fields, "height": side, "width": side}
+    fields = {FIELD_ALIASES.get(k, k): v for k, v in fields.items()}
+    model = str(model or default_model_path())
+    gen = _generator(model, dtype, batch_size)
+    side = gen.model.native_size
+    fields = {**recommended_settings(model), "height": side, "width": side, **fields}
+    _warn_far_from_native(fields["height"], fields["width"], side)
     seed = fields.pop("seed", None)
     requests = [GenerationRequest(p, seed=None if seed is None else seed + i, **fields)
                 for i, p in enumerate(prompts)]
     return [result.image for result in gen.generate(requests)]
+
+
+def _warn_far_from_native(height: Any, width: Any, native: int) -> None:
+    sides = [s for s in (height, width) if isinstance(s, int | float) and s > 0]
+    if any(not 0.5 <= s / native <= 2 for s in sides):
+        warnings.warn(f"{height}x{width} is far from this model's native {native}x{native}: "
+                      "expect noise or broken images; leave height/width out to get the native "
+                      "size", stacklevel=3)

@@ -132,6 +132,7 @@ class RequestField:
     type: type  # what a flag or a CSV cell is parsed to
     help: str
     defaultable: bool  # a job may set it for rows that leave it out (not the row's identity)
+    aliases: tuple[str, ...] = ()  # other names a manifest or job YAML may use (diffusers')
 
     @property
     def default(self) -> Any:
@@ -143,13 +144,15 @@ REQUEST_FIELDS = (
     RequestField("negative_prompt", str, "what to steer away from", defaultable=True),
     RequestField("seed", int, "noise seed; left out, derived from the job seed (stable_seed)",
                  defaultable=False),
-    RequestField("guidance", float, "classifier-free guidance scale", defaultable=True),
-    RequestField("steps", int, "denoising steps", defaultable=True),
+    RequestField("guidance", float, "classifier-free guidance scale", defaultable=True,
+                 aliases=("guidance_scale",)),
+    RequestField("steps", int, "denoising steps", defaultable=True,
+                 aliases=("num_inference_steps",)),
     RequestField("height", int, "image height in pixels", defaultable=True),
     RequestField("width", int, "image width in pixels", defaultable=True),
     RequestField("sampler", str, " | ".join(SAMPLERS), defaultable=True),
     RequestField("num_images", int, "images per row, each with its own noise",
-                 defaultable=True),
+                 defaultable=True, aliases=("num_images_per_prompt",)),
     RequestField("id", str, "the row's stable name (an integer is kept as its decimal string)",
                  defaultable=False),
     RequestField("metadata", dict, "a JSON object carried into the row's records",
@@ -157,6 +160,8 @@ REQUEST_FIELDS = (
 )
 # Row fields whose default the job may set: prompt, seed and id always come from the row.
 DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
+# diffusers' argument names, read as jaxgen's: {"num_inference_steps": "steps", ...}.
+FIELD_ALIASES = {alias: f.name for f in REQUEST_FIELDS for alias in f.aliases}
 
 
 def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationRequest) -> int:

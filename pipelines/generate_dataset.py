@@ -8,9 +8,11 @@
         --sdk_container_image us-docker.pkg.dev/my-proj/jaxgen/worker:latest
 
 Settings come, lowest first, from the JobConfig defaults, a job YAML (--job_config, keys of
-JobConfig), then these flags. Beam's own options (--runner, --direct_running_mode, ...)
-pass through; a runner profile (a name: local, dataflow_gpu, ...; or a YAML file's path)
-supplies Beam options that flags given here override. With no runner named: FnApiRunner,
+JobConfig), then these flags (jaxgen.dataset.config: the chain of defaults). Beam's own
+options (--runner, --direct_running_mode, ...) are given alongside; every flag must be
+jaxgen's or Beam's (a mistyped one stops the launcher, naming the nearest); a runner
+profile (a name: local, dataflow_gpu, ...; or a YAML file's path) supplies Beam options that
+flags given here override. With no runner named: FnApiRunner,
 in-process. Settings, profiles and row fields are jaxgen's, shared with `jaxgen generate`.
 """
 
@@ -25,6 +27,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from jaxgen.beam.options import check_beam_args
 from jaxgen.beam.pipeline import run_pipeline, summary_line
 from jaxgen.beam.profiles import profile_flags
 from jaxgen.dataset.config import JobConfig, load_job_config
@@ -33,8 +36,8 @@ from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, ConfigError
 # Flags that are JobConfig settings (the rest of JobConfig's fields are defaults.*).
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
-    "job_seed", "manifest_format", "unknown_columns", "max_line_bytes", "max_metadata_bytes",
-    "size_multiple",
+    "job_seed", "manifest_format", "unknown_columns", "metadata_columns", "max_line_bytes",
+    "max_metadata_bytes", "size_multiple",
 )
 
 
@@ -51,7 +54,8 @@ class GenerateDatasetOptions(PipelineOptions):
         g.add_argument("--shard_size", type=int, help="rows per shard (default 10000)")
         g.add_argument("--job_seed", type=int, help="seed for rows without one")
         g.add_argument("--manifest_format", help="auto | jsonl | csv | tsv | parquet | txt")
-        g.add_argument("--unknown_columns", help="metadata (default) | reject | ignore")
+        g.add_argument("--unknown_columns", help="reject (default) | metadata | ignore")
+        g.add_argument("--metadata_columns", help="columns carried into metadata (A,B)")
         g.add_argument("--max_line_bytes", type=int)
         g.add_argument("--max_metadata_bytes", type=int)
         g.add_argument("--size_multiple", type=int, help="height/width must be multiples")
@@ -91,6 +95,11 @@ def load_spec(target: str | None, args_json: str) -> Any:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
+    ours = GenerateDatasetOptions(flags=[]).get_all_options(current_only=True)
+    try:
+        check_beam_args(argv, "command line", also=[*ours, "dry-run", "plan_only"])
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     opts = PipelineOptions(argv).view_as(GenerateDatasetOptions)
     if opts.runner_profile:
         # Profile first: argparse keeps the last value, so explicit flags win.

@@ -72,7 +72,7 @@ def test_webdataset_reads_back_with_webdataset(webdataset_out: Path) -> None:
         assert set(record) >= {"id", "seed", "image_index", "steps", "guidance", "sampler",
                                "negative_prompt", "jaxgen_version", "metadata"}
     first = samples[0]["json"]
-    assert (first["id"], first["seed"], first["metadata"]) == ("x1", 11, {"label": 1})
+    assert (first["id"], first["seed"], json.loads(first["metadata"])) == ("x1", 11, {"label": 1})
     assert samples[1]["json"]["id"] == "000000001"  # no id in the row: its key
     assert [s["json"]["image_index"] for s in samples[1:3]] == [0, 1]
 

@@ -63,8 +63,10 @@ def test_cli_beam_and_csv_parse_a_field_to_the_type_of_the_table(field):
 def test_cli_and_beam_launcher_read_job_settings_the_same_way(tmp_path: Path):
     job = tmp_path / "job.yaml"
     job.write_text("shard_size: 7\njob_seed: 5\ndefaults:\n  steps: 9\n  guidance: 2.0\n")
+    # A model that recommends nothing: the launcher knows no model, so none is compared here.
     cli = generate.job_config(cli_args("--job-config", str(job), "--steps", "4",
-                                       "--shard-size", "3", "--negative-prompt", "blurry"))
+                                       "--shard-size", "3", "--negative-prompt", "blurry",
+                                       "--model", str(tmp_path)))
     beam = generate_dataset.job_config(beam_options("--job_config", str(job), "--steps", "4",
                                                     "--shard_size", "3",
                                                     "--negative_prompt", "blurry"))

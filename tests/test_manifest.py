@@ -101,8 +101,12 @@ def test_txt_is_one_prompt_a_line_and_blank_lines_are_not_rows(tmp_path: Path) -
 
 def test_unknown_columns_become_metadata_or_rejects(tmp_path: Path) -> None:
     cfg = config(tmp_path / "x", tmp_path / "out")
-    r = row_to_request({"prompt": "p", "label": 2, "metadata": {"a": 1}}, cfg)
-    assert r.metadata == {"a": 1, "label": 2}
+    for carried in (config(tmp_path / "x", tmp_path / "out", metadata_columns=("label",)),
+                    config(tmp_path / "x", tmp_path / "out", unknown_columns="metadata")):
+        r = row_to_request({"prompt": "p", "label": 2, "metadata": {"a": 1}}, carried)
+        assert r.metadata == {"a": 1, "label": 2}
+    with pytest.raises(RequestError, match="label"):
+        row_to_request({"prompt": "p", "label": 2}, cfg)  # rejected by default
     with pytest.raises(RequestError, match="label"):
         row_to_request({"prompt": "p", "label": 2}, config("m", "o", unknown_columns="reject"))
     assert row_to_request(
@@ -119,7 +123,7 @@ def test_bad_config_and_patterns_name_the_setting(tmp_path: Path) -> None:
         JobConfig(manifest="m", output="o", shard_size=0)
     with pytest.raises(ConfigError, match="defaults.height 100"):
         JobConfig(manifest="m", output="o", defaults={"height": 100})
-    with pytest.raises(ConfigError, match="'step'"):
+    with pytest.raises(ConfigError, match="defaults.step: "):
         JobConfig(manifest="m", output="o", defaults={"step": 1})
     with pytest.raises(ManifestError, match="matched no files"):
         match_manifest([str(tmp_path / "nothing*.jsonl")])
@@ -177,7 +181,8 @@ def test_each_bad_row_is_one_reject_naming_its_field(tmp_path: Path) -> None:
     (manifests / "c.txt").write_bytes(b"good txt\n\xff\xfe bad bytes\n")
     assert len(BAD_JSONL) + len(BAD_CSV) >= 20
     out = tmp_path / "out"
-    cfg = config(f"{manifests}/*", out, shard_size=8, max_line_bytes=8192)
+    cfg = config(f"{manifests}/*", out, shard_size=8, max_line_bytes=8192,
+                 metadata_columns=("label",))
     summary = run_pipeline(cfg, FakeSpec())
 
     rejects = [json.loads(line) for p in sorted(out.glob("_rejects/*.jsonl"))

@@ -29,7 +29,7 @@ def outputs(tiny_sd1_dir, tmp_path_factory):
         outs[name] = tmp / name
         assert main(["generate", "--manifest", str(manifest), "--out", str(outs[name]),
                      "--model", str(tiny_sd1_dir), "--steps", "2", "--shard-size", "3",
-                     "--no-progress", *flags]) == 0
+                     "--no-progress", "--", *flags]) == 0
     return outs
 
 

@@ -4,8 +4,8 @@
 # Beam's boot binary comes from the Beam SDK image of the SAME Beam and Python versions as
 # the launcher; CUDA comes with the jax[cuda13] wheels, the driver from the VM
 # (worker_accelerator=...;install-nvidia-driver).
-ARG PY=3.12
-ARG BEAM=2.77.0
+ARG PY=3.11
+ARG BEAM=2.78.0
 FROM apache/beam_python${PY}_sdk:${BEAM} AS beam
 
 FROM python:${PY}-slim

@@ -1,8 +1,8 @@
 # Worker image for Dataflow TPU jobs (e.g. v5e: --worker_machine_type=ct5lp-hightpu-1t,
 # worker_accelerator=type:tpu-v5-lite-podslice;topology:1x1; jaxgen/configs/runners/dataflow_tpu.yaml).
 #   docker build -f configs/containers/tpu.Dockerfile -t REGION-docker.pkg.dev/PROJECT/jaxgen/tpu .
-ARG PY=3.12
-ARG BEAM=2.77.0
+ARG PY=3.11
+ARG BEAM=2.78.0
 FROM apache/beam_python${PY}_sdk:${BEAM} AS beam
 
 FROM python:${PY}-slim

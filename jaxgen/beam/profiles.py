@@ -40,7 +40,10 @@ def read_profile(profile: str) -> dict[str, Any]:
 
 
 def profile_flags(profile: str) -> list[str]:
-    """A runner profile as Beam command-line flags (a list value repeats its flag)."""
+    """A runner profile as Beam command-line flags (a list value repeats its flag); a key
+    that is not a Beam option raises ConfigError naming the nearest one."""
+    from jaxgen.beam.options import check_beam_args
+
     flags = []
     for name, value in read_profile(profile).items():
         for item in value if isinstance(value, list) else [value]:
@@ -48,4 +51,4 @@ def profile_flags(profile: str) -> list[str]:
                 flags.append(f"--{name}")
             elif item is not False and item is not None:
                 flags.append(f"--{name}={item}")
-    return flags
+    return check_beam_args(flags, f"runner profile {profile!r}")

@@ -12,25 +12,21 @@ import threading
 from collections.abc import Sequence
 
 from jaxgen.cli import evaluate, generate, info, report, train
-from jaxgen.cli.progress import EXIT_INTERRUPTED, EXIT_SOME_REJECTED, EXIT_USAGE, exit_statuses_help
+from jaxgen.cli.progress import EXIT_INTERRUPTED, EXIT_USAGE
 from jaxgen.logs import set_up_console
 from jaxgen.requests import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # No abbreviations: Beam's flags pass through, and `--runner` must not become
-    # `--runner-profile`.
+    # No abbreviations: `--runner` must not become `--runner-profile`, nor `--step` `--steps`.
     parser = argparse.ArgumentParser(prog="jaxgen", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, JAX's and transformers' log lines")
+    parser.add_argument("--version", action="version", version=f"jaxgen {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="manifest in, image dataset out", allow_abbrev=False,
-                         epilog=exit_statuses_help(),
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    generate.add_parser(gen)
-    gen.add_argument("--strict", action="store_true",
-                     help=f"exit {EXIT_SOME_REJECTED} when any row is rejected")
+    generate.add_parser(sub.add_parser("generate", help="manifest in, image dataset out",
+                                       allow_abbrev=False))
     info.add_info_parser(sub.add_parser("info", help="the model and the devices jaxgen would use",
                                         allow_abbrev=False))
     info.add_preview_parser(sub.add_parser("preview", help="generate one prompt to a PNG file",
@@ -41,10 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "contact sheet", allow_abbrev=False))
     report.add_parser(sub.add_parser("report", help="rebuild OUT/report.html: counts, rejects, "
                                      "a gallery", allow_abbrev=False))
-    args, beam_args = parser.parse_known_args(argv)
-    if args.command != "generate" and beam_args:
-        parser.error(f"unrecognised arguments: {' '.join(beam_args)}")
-    set_up_console(args.verbose)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Before parsing: checking Beam options imports Beam, which logs as it loads.
+    ours = argv[:argv.index("--")] if "--" in argv else argv
+    set_up_console(verbose="-v" in ours or "--verbose" in ours)
+    args, beam_args = _parse(parser, sub, argv)
     # Every command, training and evaluation included, splits a CPU into one device per core
     # (docs/benchmarks.md: a stage-2 train step 1.14x faster on 2 cores, sampling 1.3x).
     from jaxgen.engine.sharding import use_all_cpu_cores
@@ -105,3 +102,44 @@ def _what_finished(args: argparse.Namespace) -> str:
         return "; rerun the same command to resume"
     return (f": {shards} shards ({images} images) complete in {args.out}; rerun the same "
             "command to resume")
+
+
+def _parse(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction,
+           argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse strictly: an unknown flag stops here (exit 2) with the nearest real one; Beam's
+    options come only from `generate`'s explicit channels, checked against Beam's list."""
+    from jaxgen.dataset.suggest import did_you_mean
+
+    after: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, after = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    command = sub.choices[args.command]
+    if unknown:
+        flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+        known = [s for s in command._option_string_actions if s.startswith("--")]
+        command.error(f"unrecognised argument {flag.split('=')[0]}"
+                      f"{did_you_mean(flag.split('=')[0], known)}")
+    if args.command != "generate":
+        if after:
+            command.error(f"arguments after --: only `jaxgen generate` takes Beam options "
+                          f"({' '.join(after)})")
+        return args, []
+    try:
+        if args.runner_profile:
+            from jaxgen.beam.profiles import profile_flags
+
+            profile_flags(args.runner_profile)  # checked now, applied by generate.run
+        return args, generate.beam_args(args, after)
+    except ConfigError as err:
+        command.error(str(err))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxgen")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"

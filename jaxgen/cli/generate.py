@@ -1,56 +1,118 @@
 """`jaxgen generate`: manifest in, image dataset out, through the Beam pipeline.
 
-It runs the same pipeline as `python -m pipelines.generate_dataset` (jaxgen.beam.run_pipeline);
-Beam's own flags (--runner, --direct_running_mode, ...) pass through unchanged.
+It runs the same pipeline as `python -m pipelines.generate_dataset` (jaxgen.beam.run_pipeline).
+Beam's own options go through explicit channels only (DEFAULTS_CHAIN, below): a mistyped
+jaxgen flag stops the command instead of passing for a Beam option.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import dataclasses
 
-from jaxgen.dataset.config import JobConfig, load_job_config
-from jaxgen.default_model import RECOMMENDED
-from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS
+from jaxgen.cli.progress import EXIT_SOME_REJECTED, exit_statuses_help
+from jaxgen.dataset.config import (
+    IMAGE_FORMATS,
+    OUTPUT_FORMATS,
+    UNKNOWN_COLUMN_POLICIES,
+    JobConfig,
+    load_job_config,
+)
+from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, SAMPLERS
+
+DEFAULTS_CHAIN = """\
+Row settings (steps, guidance, sampler, height, width, ...) come, lowest first, from:
+built-in defaults < the model's recommended settings (its jaxgen.json, and its native size)
+< the job YAML (--job-config) < these flags < the manifest row's own fields.
+
+Beam options reach Beam only through --runner, --runner-profile, --beam-option KEY=VALUE, or
+everything after `--` (e.g. `jaxgen generate ... -- --direct_num_workers=2`); each is checked
+against Beam's option list."""
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = f"{DEFAULTS_CHAIN}\n\n{exit_statuses_help()}"
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit {EXIT_SOME_REJECTED} when any row is rejected")
+    built_in = {f.name: f.default for f in dataclasses.fields(JobConfig)}
     p.add_argument("--manifest", required=True, help="path or glob (comma-separated for several)")
     p.add_argument("--out", required=True, help="output directory (any Beam filesystem)")
-    p.add_argument("--model", help="diffusers-format directory (default: the default model)")
+    p.add_argument("--model", help="diffusers-format directory or HF-cache repo id (default: "
+                   "the packaged default model)")
     p.add_argument("--job-config", help="YAML of job settings (see configs/jobs/)")
-    p.add_argument("--format", dest="output_format", help="webdataset | parquet | imagefolder")
-    p.add_argument("--image-format", help="png | webp | jpeg")
-    p.add_argument("--image-quality", type=int)
-    p.add_argument("--shard-size", type=int)
-    p.add_argument("--job-seed", type=int)
-    p.add_argument("--batch-size", type=int, help="images per device step (global)")
-    p.add_argument("--dtype", help="float32 | bfloat16 (default: by backend)")
-    p.add_argument("--model-parallel", type=int, default=1)
-    p.add_argument("--expect-backend", help="cpu | gpu | tpu: fail rather than fall back")
+    p.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
+                   help=f"output format (default: {built_in['output_format']})")
+    p.add_argument("--image-format", choices=IMAGE_FORMATS,
+                   help=f"image encoding (default: {built_in['image_format']})")
+    p.add_argument("--image-quality", type=int,
+                   help=f"webp/jpeg quality, 1-100 (default: {built_in['image_quality']})")
+    p.add_argument("--shard-size", type=int,
+                   help=f"rows per shard (default: {built_in['shard_size']})")
+    p.add_argument("--job-seed", type=int, help="seed of rows that give none, derived per row "
+                   f"(default: {built_in['job_seed']})")
+    p.add_argument("--unknown-columns", choices=UNKNOWN_COLUMN_POLICIES,
+                   help="a manifest column jaxgen does not know: reject the row naming it, "
+                   "carry it as metadata, or drop it (default: "
+                   f"{built_in['unknown_columns']})")
+    p.add_argument("--metadata-columns", metavar="A,B",
+                   help="manifest columns to carry into each record's metadata (default: none)")
+    p.add_argument("--batch-size", type=int,
+                   help="images per device step, global (default: by device count)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"),
+                   help="compute precision (default: float32 on CPU, bfloat16 on GPU/TPU)")
+    p.add_argument("--model-parallel", type=int, default=1,
+                   help="devices one model is split over (default: 1)")
+    p.add_argument("--expect-backend", choices=("cpu", "gpu", "tpu"),
+                   help="fail rather than fall back to another backend (default: any)")
+    p.add_argument("--runner", help="Beam runner, passed to Beam as --runner (default: "
+                   "FnApiRunner, in-process; e.g. DataflowRunner, FlinkRunner)")
     p.add_argument("--runner-profile", help="a runner profile's name (local, dataflow_gpu, "
-                   "dataflow_tpu, flink, spark) or a YAML file's path")
+                   "dataflow_tpu, flink, spark) or a YAML file's path (default: none)")
+    p.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Beam pipeline option, repeatable (checked against Beam's options)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
-    p.add_argument("--host-index", type=int, help="this host's number in a multi-host job")
-    p.add_argument("--host-count", type=int, help="hosts sharing the job (shards split by index)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--host-index", type=int, help="this host's number in a multi-host job "
+                   "(default: 0)")
+    p.add_argument("--host-count", type=int, help="hosts sharing the job, shards split by "
+                   "index (default: 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for field in REQUEST_FIELDS:
         if field.defaultable:
+            shown = repr(field.default) if field.default == "" else field.default
+            sampler = field.name == "sampler"
             p.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
                            dest=f"default_{field.name}",
-                           help=f"default {field.name} for rows without one ({field.help})")
+                           metavar=None if sampler else field.name.upper(),
+                           choices=SAMPLERS if sampler else None,
+                           help=f"{field.help}, for rows without one (built-in: {shown}; "
+                           "the model's recommended value wins over it)")
+
+
+def beam_args(args: argparse.Namespace, after_dashes: list[str]) -> list[str]:
+    """The Beam options of a command line: --runner, --beam-option, then what follows `--`;
+    a name that is not a Beam option raises ConfigError with the nearest one."""
+    from jaxgen.beam.options import beam_option_flags, check_beam_args
+
+    runner = [f"--runner={args.runner}"] if args.runner else []
+    return runner + beam_option_flags(args.beam_option) + check_beam_args(
+        list(after_dashes), "after --")
 
 
 def job_config(args: argparse.Namespace, size_multiple: int | None = None,
-               native_size: int | None = None,
-               model_defaults: dict[str, Any] | None = None) -> JobConfig:
+               native_size: int | None = None) -> JobConfig:
+    """The job of `args`, along the chain of defaults (DEFAULTS_CHAIN): the model's recommended
+    settings are read from its directory (`--model`, else the default model's)."""
+    from jaxgen.default_model import default_model_path
+    from jaxgen.weights.model_dir import recommended_settings
+
     settings = {name: getattr(args, name) for name in (
         "output_format", "image_format", "image_quality", "shard_size", "job_seed",
-        "host_index", "host_count")}
+        "host_index", "host_count", "unknown_columns", "metadata_columns")}
     settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
     settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
                     size_multiple=size_multiple or None)
-    model = dict(model_defaults or {})
+    model = dict(recommended_settings(args.model or default_model_path()))
     if native_size:  # the model's own resolution, over its other recommendations
         model.update(height=native_size, width=native_size)
     return load_job_config(args.job_config, settings, model)
@@ -72,8 +134,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     spec = _spec(args)
     if not args.dry_run:
         spec.check()
-    config = job_config(args, spec.size_multiple(), spec.native_size(),
-                        None if args.model else RECOMMENDED)
+    config = job_config(args, spec.size_multiple(), spec.native_size())
     if args.runner_profile:
         from jaxgen.beam.profiles import profile_flags
 

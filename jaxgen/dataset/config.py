@@ -3,6 +3,20 @@
 One frozen dataclass travels from the CLI (or a job YAML, or Python) to every worker. It
 is plain data, so it pickles cheaply and its `to_dict()` is what `_job.json` and
 `_dataset.json` record.
+
+The chain of defaults, lowest first (each level wins over the ones above it):
+
+  1. built-in    GenerationRequest's and JobConfig's field defaults (steps 25, guidance 7.5,
+                 512x512, dpmpp_2m, webdataset, png, ...)
+  2. model       the model's own recommended settings: `jaxgen.json` in its directory
+                 (jaxgen.weights.model_dir.recommended_settings; the default model: 25 steps,
+                 dpmpp_2m, guidance 2.5), and its native size as height and width; the same
+                 however the model is named (no --model, a path, an HF-cache repo id)
+  3. job YAML    --job-config FILE: JobConfig keys, and row fields under `defaults:`
+  4. flags       jaxgen generate's (or the Beam launcher's) flags
+  5. row         a manifest row's own fields
+`load_job_config` applies 1-4; rows.row_to_request applies 5. The Python API
+(jaxgen.generate) follows the same chain without 3 and 4.
 """
 
 from __future__ import annotations
@@ -14,8 +28,11 @@ from typing import Any
 
 import yaml
 
+from jaxgen.dataset.suggest import did_you_mean
 from jaxgen.requests import (
     DEFAULTABLE_FIELDS,
+    FIELD_ALIASES,
+    REQUEST_FIELDS,
     ConfigError,
     GenerationRequest,
     RequestError,
@@ -25,7 +42,7 @@ from jaxgen.requests import (
 OUTPUT_FORMATS = ("webdataset", "parquet", "imagefolder")
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 MANIFEST_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "txt")
-UNKNOWN_COLUMN_POLICIES = ("metadata", "reject", "ignore")
+UNKNOWN_COLUMN_POLICIES = ("reject", "metadata", "ignore")
 
 # Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
 # change a single output byte.
@@ -38,9 +55,11 @@ class JobConfig:
 
     manifest: a path or glob, or several separated by commas (any Beam filesystem).
     defaults: values for row fields the manifest leaves out (keys: DEFAULTABLE_FIELDS).
-    unknown_columns: what to do with row fields jaxgen does not know: "metadata" (default)
-      carries them into the record's user metadata, "reject" rejects the row, "ignore"
-      drops them.
+    unknown_columns: what to do with a manifest column jaxgen does not know (neither a field
+      nor one of diffusers' names for one): "reject" (default) rejects the row, naming the
+      column and the nearest field; "metadata" carries every such column into the record's
+      user metadata; "ignore" drops them (said explicitly, never by default).
+    metadata_columns: columns carried into the record's user metadata whatever the policy.
     max_line_bytes: longer manifest lines (or CSV records) are rejected unread, which also
       bounds the memory one row can take.
     """
@@ -54,7 +73,8 @@ class JobConfig:
     job_seed: int = 0
     manifest_format: str = "auto"
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    unknown_columns: str = "metadata"
+    unknown_columns: str = "reject"
+    metadata_columns: tuple[str, ...] = ()
     max_line_bytes: int = 1 << 20
     max_metadata_bytes: int = 64 << 10
     size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
@@ -69,6 +89,7 @@ class JobConfig:
         # A frozen dataclass with a dict field: freeze a private copy so callers cannot
         # change the config under a running job.
         object.__setattr__(self, "defaults", dict(self.defaults))
+        object.__setattr__(self, "metadata_columns", _names(self.metadata_columns))
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
         _check_choice("image_format", self.image_format, IMAGE_FORMATS)
         _check_choice("manifest_format", self.manifest_format, MANIFEST_FORMATS)
@@ -89,7 +110,13 @@ class JobConfig:
         unknown = sorted(set(self.defaults) - set(DEFAULTABLE_FIELDS))
         if unknown:
             valid = ", ".join(DEFAULTABLE_FIELDS)
-            raise ConfigError(f"defaults {unknown}: not a defaultable field; valid: {valid}")
+            hint = did_you_mean(unknown[0], (*DEFAULTABLE_FIELDS, *FIELD_ALIASES))
+            raise ConfigError(f"defaults.{unknown[0]}: not a defaultable field{hint} "
+                              f"(valid: {valid})")
+        known = set(FIELD_ALIASES) | {f.name for f in REQUEST_FIELDS}
+        clash = sorted(set(self.metadata_columns) & known)
+        if clash:
+            raise ConfigError(f"metadata_columns {clash}: already row fields, not metadata")
         try:
             validate_request(self.base_request(), size_multiple=self.required_multiple)
         except RequestError as e:
@@ -111,6 +138,7 @@ class JobConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["defaults"] = dict(sorted(self.defaults.items()))
+        d["metadata_columns"] = list(self.metadata_columns)
         return d
 
     def comparable(self) -> dict[str, Any]:
@@ -123,28 +151,47 @@ class JobConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"job settings {unknown}: unknown; valid: {', '.join(sorted(names))}")
+            hint = did_you_mean(unknown[0], names)
+            raise ConfigError(f"job setting {unknown[0]!r}: unknown{hint} (valid: "
+                              f"{', '.join(sorted(names))})")
         return cls(**dict(values))
 
 
 def load_job_config(job_file: str | None, settings: Mapping[str, Any],
                     model_defaults: Mapping[str, Any] | None = None) -> JobConfig:
-    """The job of a command line, from its settings lowest first: JobConfig's defaults, the
-    model's own defaults for row fields, the job YAML (`job_file`), then `settings`.
+    """The job of a command line, from its settings lowest first (the chain of defaults in
+    this module's docstring): JobConfig's defaults, the model's own defaults for row fields
+    (`model_defaults`), the job YAML (`job_file`), then `settings`.
 
     settings: the command's flags by name, JobConfig keys and row fields (DEFAULTABLE_FIELDS)
     alike; None means "not given". Both `jaxgen generate` and the Beam launcher call this.
     """
     values: dict[str, Any] = {}
     if job_file:
-        values.update(yaml.safe_load(Path(job_file).read_text()) or {})
+        loaded = yaml.safe_load(Path(job_file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"job config {job_file}: must be a mapping of job settings")
+        values.update(loaded)
     defaults = dict(values.pop("defaults", None) or {})
+    for alias, name in FIELD_ALIASES.items():  # diffusers' names, as in a manifest
+        if alias in defaults:
+            if name in defaults:
+                raise ConfigError(f"defaults: {name} is given twice (also as {alias})")
+            defaults[name] = defaults.pop(alias)
     for name, value in settings.items():
         if value is not None:
             (defaults if name in DEFAULTABLE_FIELDS else values)[name] = value
     for name, value in (model_defaults or {}).items():
         defaults.setdefault(name, value)
     return JobConfig.from_mapping({**values, "defaults": defaults})
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Column names from a list or a comma-separated string (as a flag gives them)."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    if not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"metadata_columns {value!r}: must be column names")
+    return tuple(v.strip() for v in items if v.strip())
 
 
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:

@@ -1,7 +1,8 @@
 """Per-image record, the AUTOMATIC1111-style `parameters` text, and image encoding.
 
 The record is the JSON written next to each image (`KEY.json`), the row of the parquet
-output and the line of imagefolder's metadata.jsonl. Its `seed` is the request's seed; with
+output and the line of imagefolder's metadata.jsonl: the same keys and types in all three
+(`metadata` a JSON string). Its `seed` is the request's seed; with
 num_images > 1 the images of one request share it and differ by `image_index` (how the
 generator turns the pair into noise is the generator's business).
 
@@ -81,7 +82,13 @@ class ImageRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record as every output format stores it. `metadata` (free-form keys that differ
+        between rows) is a JSON string in all of them, webdataset's KEY.json included: one
+        column type that pyarrow and HF `datasets` read back the same way from every format
+        (HF's webdataset loader nulls object keys that differ between rows)."""
+        record = dataclasses.asdict(self)
+        record["metadata"] = dumps_stable(self.metadata)
+        return record
 
     def json_bytes(self) -> bytes:
         return dumps_stable(self.to_json()).encode()

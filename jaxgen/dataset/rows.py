@@ -7,10 +7,14 @@ Type rules (the same for every manifest format):
 - A missing (or null) field takes the job default (`JobConfig.defaults`), then the
   GenerationRequest default. `seed` left out is derived later from the job seed (plan.py).
 - `id` may be a string or an integer (kept as its decimal string).
-- `metadata` is a JSON object (in CSV: a cell holding a JSON object). Fields jaxgen does
-  not know are, by default (`unknown_columns="metadata"`), merged into it, so a CSV with a
-  `label` column ends up with `{"label": ...}` in every record; a name given both ways is
-  rejected rather than silently overwritten.
+- diffusers' names are read as jaxgen's (`num_inference_steps` is `steps`, `guidance_scale`
+  is `guidance`, `num_images_per_prompt` is `num_images`: FIELD_ALIASES); a field given under
+  both names is rejected.
+- `metadata` is a JSON object (in CSV: a cell holding a JSON object). A column jaxgen does not
+  know rejects the row, naming the column and the nearest known field, unless the job names
+  it in `metadata_columns` (or sets `unknown_columns="metadata"`): then it is merged into
+  `metadata`, so a CSV with a `label` column ends up with `{"label": ...}` in every record; a
+  name given both ways is rejected rather than silently overwritten.
 Every range/type check of the request itself is `validate_request`'s, not repeated here.
 """
 
@@ -20,7 +24,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from jaxgen.requests import REQUEST_FIELDS, GenerationRequest, RequestError, validate_request
+from jaxgen.dataset.suggest import did_you_mean
+from jaxgen.requests import (
+    FIELD_ALIASES,
+    REQUEST_FIELDS,
+    GenerationRequest,
+    RequestError,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     from jaxgen.dataset.config import JobConfig
@@ -58,14 +69,16 @@ def row_to_request(
         raise RequestError("prompt", None, "is missing; every row needs a prompt")
     given: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    for name, value in fields.items():
+    for column, value in fields.items():
+        name = FIELD_ALIASES.get(column, column)
         if name not in _FIELD_NAMES:
-            extra[name] = value
-        elif text_values:
-            given[name] = _parse_text(name, value)
-        else:
-            given[name] = _coerce(name, value)
-    metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns)
+            extra[column] = value
+            continue
+        if name in given:
+            raise RequestError(name, value, f"is given twice (also as {column!r})")
+        given[name] = _parse_text(name, value) if text_values else _coerce(name, value)
+    metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns,
+                               config.metadata_columns)
     if metadata is not None:
         _check_metadata(metadata, config.max_metadata_bytes)
     given["metadata"] = metadata
@@ -115,18 +128,22 @@ def _parse_text(name: str, text: str) -> Any:
 
 
 def _merge_metadata(
-    metadata: Any, extra: dict[str, Any], policy: str
+    metadata: Any, extra: dict[str, Any], policy: str, metadata_columns: tuple[str, ...]
 ) -> dict[str, Any] | None:
     if metadata is not None and not isinstance(metadata, dict):
         raise RequestError("metadata", metadata, "must be a JSON object")
-    if not extra or policy == "ignore":
+    if policy != "metadata":
+        unknown = sorted(set(extra) - set(metadata_columns))
+        if unknown and policy == "reject":
+            name = unknown[0]
+            hint = did_you_mean(name, (*_FIELD_NAMES, *FIELD_ALIASES))
+            raise RequestError(
+                name, extra[name], f"is not a known field{hint} (known: "
+                f"{', '.join(_FIELD_NAMES)}); to keep it as metadata: --metadata-columns {name}"
+            )
+        extra = {k: v for k, v in extra.items() if k in metadata_columns}
+    if not extra:
         return metadata
-    if policy == "reject":
-        name = sorted(extra)[0]
-        raise RequestError(
-            name, extra[name], f"is not a known field ({', '.join(_FIELD_NAMES)}); "
-            "set unknown_columns=metadata to keep it as user metadata"
-        )
     merged = dict(metadata or {})
     for name in sorted(extra):
         if name in merged:

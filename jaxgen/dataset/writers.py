@@ -194,11 +194,9 @@ _RECORD_COLUMNS = (
 
 
 def _flat_record(record: ImageRecord) -> dict[str, Any]:
-    # Parquet and imagefolder need one schema for all rows: user metadata (free-form keys)
-    # is stored as a JSON string there, and as an object in WebDataset's KEY.json.
-    row = record.to_json()
-    row["metadata"] = dumps_stable(row["metadata"])
-    return row
+    # Parquet and imagefolder need one schema for all rows: ImageRecord.to_json already
+    # stores user metadata (free-form keys) as a JSON string, as in WebDataset's KEY.json.
+    return record.to_json()
 
 
 class ShardWriter:

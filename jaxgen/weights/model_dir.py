@@ -96,6 +96,40 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             f"Hugging Face cache ({type(err).__name__}); jaxgen never downloads weights") from err
 
 
+def model_name(root: Path) -> str:
+    """The name a model is recorded under: its repo id (org/name) when it sits in the Hugging
+    Face cache (.../models--org--name/snapshots/HASH), else its directory's name."""
+    repo = root.parent.parent.name
+    if root.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return root.name
+
+
+# The model's own recommended row settings (steps, guidance, sampler, ...): a jaxgen.json
+# beside model_index.json, {"recommended": {...}}. jaxgen's chain of defaults puts them over
+# the built-in defaults and under the job's (jaxgen.dataset.config.load_job_config).
+RECOMMENDED_FILE = "jaxgen.json"
+
+
+def recommended_settings(name_or_path: str | Path) -> dict[str, Any]:
+    """The model directory's recommended row settings; {} when it recommends none (or when it
+    cannot be found: loading it reports that)."""
+    from jaxgen.requests import DEFAULTABLE_FIELDS, ConfigError
+
+    try:
+        file = resolve_model_path(name_or_path) / RECOMMENDED_FILE
+    except ModelDirError:
+        return {}
+    if not file.is_file():
+        return {}
+    recommended = _read_json(file).get("recommended", {})
+    unknown = sorted(set(recommended) - set(DEFAULTABLE_FIELDS))
+    if not isinstance(recommended, dict) or unknown:
+        raise ConfigError(f"{file}: recommended {unknown or recommended!r}: must map row fields "
+                          f"({', '.join(DEFAULTABLE_FIELDS)}) to values")
+    return dict(recommended)
+
+
 def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: str | None = None,
                allow_pickle: bool = False) -> DiffusionModel:
     """Read a diffusers-format directory into a DiffusionModel with params in `dtype`."""
@@ -128,7 +162,7 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             f"{root}/tokenizer: model_max_length {tokenizer.model_max_length} exceeds the text "
             f"encoder's max_position_embeddings {positions}")
     return DiffusionModel(
-        name=root.name, hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
+        name=model_name(root), hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
         tokenizer=tokenizer, params=params, raw_configs=raw, **configs)
 
 
