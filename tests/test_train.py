@@ -25,10 +25,10 @@ from jaxgen.models import (
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, parse_caption, sample_scene
+from jaxgen.shapes.split import ShapesData
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig
 from jaxgen.train.data import (
-    ShapesData,
     scene_seeds,
     shapes_batch,
     tokenize_prompts,

@@ -32,9 +32,10 @@ from jaxgen.models import (
 )
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.shapes import IMAGE_SIZE
+from jaxgen.shapes.split import ShapesData
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.config import TrainConfig, from_section, read_yaml
-from jaxgen.train.data import ShapesData, images_batch, shapes_batch
+from jaxgen.train.data import images_batch, shapes_batch
 from jaxgen.train.diffusion import Timesteps, diffusion_loss_fn, init_denoiser
 from jaxgen.train.loop import (
     MetricsLog,
