@@ -38,39 +38,13 @@ class Weights:
 
 def train(recipe: Recipe, work_dir: str | Path, minutes: float | None = None) -> int:
     """Run (or continue) every enabled stage; returns 0 when exported, UNFINISHED otherwise."""
-    from transformers import CLIPTokenizer
-
     from jaxgen.train import stages
-    from jaxgen.train.data import write_shapes_tokenizer
 
     work = Path(work_dir)
     enabled = {s.name: s for s in recipe.enabled()}
     _check_vae_source(work, enabled.get("vae"))
     _check_text_source(work, enabled.get("unet"))
-    # Every config is read before anything is written: a bad value stops the run at once.
-    built: dict[str, Any] = {}
-    for s in enabled.values():
-        if s.name == "vae":
-            built[s.name] = stages.VAEStage.from_dict(s.config, s.source)
-        elif s.name == "text":
-            built[s.name] = stages.train_section(s.config, s.source)
-        elif s.name == "finetune":
-            built["passes"] = stages.finetune_pass_count(s.config, s.source)
-    tokenizer = CLIPTokenizer.from_pretrained(str(write_shapes_tokenizer(work / "tokenizer")))
-    runs: dict[str, Any] = {}  # denoiser stage -> its UNetStage (the fine-tune: one per pass)
-    for s in enabled.values():
-        if s.name == "unet":
-            built[s.name] = stages.UNetStage.from_dict(s.config, s.source, tokenizer)
-        elif s.name == "finetune":
-            first = built[s.reads["unet"]].continued(s.config, s.source)
-            runs[s.name] = stages.finetune_passes(first, built["passes"])
-            built[s.name] = first
-        elif s.name in DENOISERS:
-            built[s.name] = built[s.reads["unet"]].reworded(s.config, s.source)
-        if s.name in DENOISERS:
-            runs.setdefault(s.name, [built[s.name]])
-    starts = iter(stages.first_batches([r for name in runs for r in runs[name]]))
-    starts = {name: [next(starts) for _ in runs[name]] for name in runs}
+    built, runs, starts, tokenizer = _plan(enabled, work, stages)
     model = built["unet"]  # the models, scheduler and data every denoiser stage shares
 
     report: dict = {"recipe": str(recipe.path),
@@ -96,6 +70,40 @@ def train(recipe: Recipe, work_dir: str | Path, minutes: float | None = None) ->
                 and s.name in DENOISERS)
     return _export_and_eval(recipe, model, outputs[last.reads["vae"]], outputs[last.name],
                             tokenizer, work, report)
+
+
+def _plan(enabled: dict[str, Stage], work: Path, stages: Any) -> tuple[dict, dict, dict, Any]:
+    """Each enabled stage's config read (a denoiser's `runs`: one per fine-tune pass), each
+    denoiser run's first batch, and the tokenizer (written to work/tokenizer)."""
+    from transformers import CLIPTokenizer
+
+    from jaxgen.train.data import write_shapes_tokenizer
+
+    # Every config is read before anything is written: a bad value stops the run at once.
+    built: dict[str, Any] = {}
+    for s in enabled.values():
+        if s.name == "vae":
+            built[s.name] = stages.VAEStage.from_dict(s.config, s.source)
+        elif s.name == "text":
+            built[s.name] = stages.train_section(s.config, s.source)
+        elif s.name == "finetune":
+            built["passes"] = stages.finetune_pass_count(s.config, s.source)
+    tokenizer = CLIPTokenizer.from_pretrained(str(write_shapes_tokenizer(work / "tokenizer")))
+    runs: dict[str, Any] = {}  # denoiser stage -> its UNetStage (the fine-tune: one per pass)
+    for s in enabled.values():
+        if s.name == "unet":
+            built[s.name] = stages.UNetStage.from_dict(s.config, s.source, tokenizer)
+        elif s.name == "finetune":
+            first = built[s.reads["unet"]].continued(s.config, s.source)
+            runs[s.name] = stages.finetune_passes(first, built["passes"])
+            built[s.name] = first
+        elif s.name in DENOISERS:
+            built[s.name] = built[s.reads["unet"]].reworded(s.config, s.source)
+        if s.name in DENOISERS:
+            runs.setdefault(s.name, [built[s.name]])
+    starts = iter(stages.first_batches([r for name in runs for r in runs[name]]))
+    starts = {name: [next(starts) for _ in runs[name]] for name in runs}
+    return built, runs, starts, tokenizer
 
 
 def _vae(s: Stage, stage: Any, data: Any, prompts: int, work: Path, minutes: float | None,
