@@ -27,10 +27,10 @@ from jaxgen.models import (
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, parse_caption, sample_scene
+from jaxgen.shapes.split import ShapesData
 from jaxgen.train.checkpoint import Checkpoints
-from jaxgen.train.config import TrainConfig
+from jaxgen.train.config import TrainConfig, read_yaml
 from jaxgen.train.data import (
-    ShapesData,
     scene_seeds,
     shapes_batch,
     training_caption,
@@ -45,6 +45,7 @@ from jaxgen.train.diffusion import (
 )
 from jaxgen.train.export import export_model
 from jaxgen.train.loop import MetricsLog, data_mesh, make_train_step, run_training, shard_train_step
+from jaxgen.train.recipe import CONFIG_DIR
 from jaxgen.train.stages import (
     UNetStage,
     VAEStage,
@@ -59,7 +60,6 @@ from jaxgen.train.vae import VAELoss, init_vae
 from jaxgen.train.wording import FUNCTION_WORDS, vary_wording
 from jaxgen.weights.tokenizer import tokenize
 
-ROOT = Path(__file__).resolve().parents[1]
 # Lower XLA's optimisation level: tiny models then compile ~3x faster on the 2-core CPU.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TINY_VAE = VAEConfig(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4)
@@ -73,6 +73,10 @@ SCHEDULE = SchedulerConfig(beta_schedule="squaredcos_cap_v2", prediction_type="v
 TRAIN = TrainConfig(steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=3,
                     checkpoint_every=4, log_every=1, ema_decay=0.9)
 DATA = ShapesData()
+
+
+def _read(path: Path) -> tuple[dict, str]:
+    return read_yaml(path), str(path)
 
 
 def two_device_mesh():
@@ -311,8 +315,8 @@ def test_export_opens_in_jaxgen_and_diffusers_with_the_same_images(tiny, uninter
 
 
 def test_stage_yamls_describe_an_sd_style_model_for_64px_images(tiny):
-    vae = VAEStage.from_yaml(ROOT / "configs/train/shapes_vae.yaml")
-    unet = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
+    vae = VAEStage.from_dict(*_read(CONFIG_DIR / "shapes_vae.yaml"))
+    unet = UNetStage.from_dict(*_read(CONFIG_DIR / "shapes_unet.yaml"), tiny.tokenizer)
     assert vae.vae.downscale == 4 and len(unet.unet.block_out_channels) == 4
     assert unet.unet.sample_size * vae.vae.downscale == 64
     # attention at the coarse levels (8x8, 4x4, 2x2), which see the whole image
@@ -324,10 +328,11 @@ def test_stage_yamls_describe_an_sd_style_model_for_64px_images(tiny):
 
 def test_stage_yaml_rejects_unknown_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/train/shapes_vae.yaml").read_text()
+    bad.write_text((CONFIG_DIR / "shapes_vae.yaml").read_text()
                    .replace("train:", "train:\n  stpes: 3", 1))
-    with pytest.raises(ValueError, match=r"train: unknown keys \['stpes'\]"):
-        VAEStage.from_yaml(bad)
+    with pytest.raises(ValueError,
+                       match=r"train: 'stpes' is not a known key; did you mean 'steps'\?"):
+        VAEStage.from_dict(*_read(bad))
 
 
 def test_zero_outputs_init_zeroes_the_residual_branch_ends_and_nothing_else(tiny):
@@ -355,15 +360,15 @@ def test_zero_outputs_init_zeroes_the_residual_branch_ends_and_nothing_else(tiny
 
 
 def test_stage_yaml_init_section_reads_and_rejects_non_booleans(tiny, tmp_path):
-    base = (ROOT / "configs/train/shapes_unet.yaml").read_text()
-    assert not UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml",
+    base = (CONFIG_DIR / "shapes_unet.yaml").read_text()
+    assert not UNetStage.from_dict(*_read(CONFIG_DIR / "shapes_unet.yaml"),
                                    tiny.tokenizer).init.zero_outputs
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(base + "init:\n  zero_outputs: true\n")
-    assert UNetStage.from_yaml(good, tiny.tokenizer).init.zero_outputs
+    assert UNetStage.from_dict(*_read(good), tiny.tokenizer).init.zero_outputs
     bad.write_text(base + "init:\n  zero_outputs: 1\n")
     with pytest.raises(ValueError, match=r"init zero_outputs=1: must be true or false"):
-        UNetStage.from_yaml(bad, tiny.tokenizer)
+        UNetStage.from_dict(*_read(bad), tiny.tokenizer)
 
 
 def test_timesteps_default_is_the_plain_uniform_draw_and_high_noise_gets_its_share():
@@ -383,35 +388,35 @@ def test_timesteps_default_is_the_plain_uniform_draw_and_high_noise_gets_its_sha
 
 
 def test_finetune_yaml_continues_stage_2_with_its_own_train_and_timesteps(tiny, tmp_path):
-    stage2 = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
+    stage2 = UNetStage.from_dict(*_read(CONFIG_DIR / "shapes_unet.yaml"), tiny.tokenizer)
     assert stage2.timesteps == Timesteps()  # stage 2 draws uniformly
-    finetune = stage2.continued(ROOT / "configs/train/shapes_unet_finetune.yaml")
+    finetune = stage2.continued(*_read(CONFIG_DIR / "shapes_unet_finetune.yaml"))
     assert finetune.unet == stage2.unet and finetune.text_encoder == stage2.text_encoder
     assert finetune.schedule == stage2.schedule and finetune.data == stage2.data
     assert finetune.timesteps == Timesteps(high_noise_from=900)  # its own section, read
     assert finetune.train.learning_rate < stage2.train.learning_rate
     assert finetune.train.seed != stage2.train.seed
     # Two passes, the same but for the seed (each pass draws its own noise and timesteps).
-    count = finetune_pass_count(ROOT / "configs/train/shapes_unet_finetune.yaml")
+    count = finetune_pass_count(*_read(CONFIG_DIR / "shapes_unet_finetune.yaml"))
     passes = finetune_passes(finetune, count)
     assert [p.train.seed for p in passes] == [finetune.train.seed, finetune.train.seed + 1]
     assert [dataclasses.replace(p, train=finetune.train) for p in passes] == [finetune] * 2
-    assert finetune_pass_count(ROOT / "missing.yaml", passes=3) == 3  # override, YAML unread
-    with pytest.raises(ValueError, match=r"finetune_passes=0: must be a whole number >= 1"):
-        finetune_pass_count(ROOT / "missing.yaml", passes=0)
+    assert finetune_pass_count({"passes": 3}, "finetune") == 3  # as --set finetune.passes=3
+    with pytest.raises(ValueError, match=r"finetune: passes=0: must be a whole number >= 1"):
+        finetune_pass_count({"passes": 0}, "finetune")
     bad = tmp_path / "bad.yaml"
     for value in ("0", "two", "true"):
         bad.write_text(f"passes: {value}\ntrain:\n  steps: 5\n")
         with pytest.raises(ValueError, match=r"bad.yaml: passes=.*: must be a whole number"):
-            finetune_pass_count(bad)
+            finetune_pass_count(*_read(bad))
     bad.write_text("unet:\n  layers_per_block: 2\ntrain:\n  steps: 5\n")
-    with pytest.raises(ValueError, match=r"unknown sections \['unet'\]"):
-        stage2.continued(bad)
+    with pytest.raises(ValueError, match=r"'unet' is not a known section"):
+        stage2.continued(*_read(bad))
 
 
 def test_wording_yaml_varies_stage_2s_captions_and_keeps_its_models(tiny, tmp_path):
-    stage2 = UNetStage.from_yaml(ROOT / "configs/train/shapes_unet.yaml", tiny.tokenizer)
-    wording = stage2.reworded(ROOT / "configs/train/shapes_wording.yaml")
+    stage2 = UNetStage.from_dict(*_read(CONFIG_DIR / "shapes_unet.yaml"), tiny.tokenizer)
+    wording = stage2.reworded(*_read(CONFIG_DIR / "shapes_wording.yaml"))
     assert wording.data == dataclasses.replace(stage2.data, vary_wording=0.5)
     assert (wording.unet, wording.text_encoder, wording.schedule) == (
         stage2.unet, stage2.text_encoder, stage2.schedule)
@@ -419,10 +424,10 @@ def test_wording_yaml_varies_stage_2s_captions_and_keeps_its_models(tiny, tmp_pa
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  vary_wording: 2\n")
     with pytest.raises(ValueError, match=r"data vary_wording=2: must be in \[0, 1\]"):
-        stage2.reworded(bad)
+        stage2.reworded(*_read(bad))
     bad.write_text("timesteps:\n  high_noise_fraction: 0.5\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown sections \['timesteps'\]"):
-        stage2.reworded(bad)
+    with pytest.raises(ValueError, match=r"bad.yaml: 'timesteps' is not a known section"):
+        stage2.reworded(*_read(bad))
 
 
 def test_continued_stage_starts_from_the_given_weights(tiny, uninterrupted, tmp_path):

@@ -14,10 +14,10 @@ import safetensors.numpy
 import yaml
 
 from jaxgen.cli import main
+from jaxgen.train.recipe import CONFIG_DIR, load_recipe
 from jaxgen.train.run import UNFINISHED
 from jaxgen.weights.model_dir import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "shapes_vae.yaml": {
         "vae": {"block_out_channels": [8, 16, 16], "norm_num_groups": 4},
@@ -53,26 +53,28 @@ TINY = {
 }
 
 
-def _tiny_configs(tmp: Path) -> list[Path]:
-    paths = []
+def _tiny_recipe(tmp: Path) -> Path:
+    """The shipped recipe beside tiny versions of its stage configs."""
     for name, edits in TINY.items():
-        raw = yaml.safe_load((ROOT / "configs/train" / name).read_text())
+        raw = yaml.safe_load((CONFIG_DIR / name).read_text())
         for section, values in edits.items():
             raw[section].update(values)
-        path = tmp / name
-        path.write_text(yaml.safe_dump(raw))
-        paths.append(path)
-    return paths
+        (tmp / name).write_text(yaml.safe_dump(raw))
+    shutil.copy(CONFIG_DIR / "shapes.yaml", tmp / "shapes.yaml")
+    return tmp / "shapes.yaml"
+
+
+def _train(recipe: Path, work_dir: Path, *sets: str) -> list[str]:
+    args = ["train", "--recipe", str(recipe), "--work-dir", str(work_dir)]
+    for item in ("eval.prompts=4", "eval.skip=true", *sets):
+        args += ["--set", item]
+    return args
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train-cli")
-    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp)
-    args = ["train", "--work-dir", str(tmp / "run"), "--vae-config", str(vae),
-            "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
-            str(finetune), "--wording-config", str(wording), "--pairs-config", str(pairs),
-            "--eval-prompts", "4", "--skip-eval"]
+    args = _train(_tiny_recipe(tmp), tmp / "run")
     # A zero budget stops stage 1 at once: the command says so and exits UNFINISHED...
     assert main([*args, "--minutes", "0"]) == UNFINISHED
     report = json.loads((tmp / "run/report.json").read_text())
@@ -126,12 +128,8 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
     # Rerun on a copy of the finished work dir: every stage resumes at its end, and the
     # chain between them is what each call is handed.
     shutil.copytree(trained, tmp_path / "run")
-    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp_path)
-    assert main(["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
-                 "--text-config", str(text), "--unet-config", str(unet), "--finetune-config",
-                 str(finetune), "--wording-config", str(wording), "--pairs-config", str(pairs),
-                 "--eval-prompts", "4", "--skip-eval",
-                 "--export-dir", str(tmp_path / "model")]) == 0
+    assert main(_train(_tiny_recipe(tmp_path), tmp_path / "run",
+                       f"export.dir={tmp_path / 'model'}")) == 0
     assert [(desc, first) for desc, first, _, _ in calls] == [  # each after the last's 2 steps
         ("unet", 0), ("finetune", 2), ("finetune-2", 4), ("pairs", 8)]  # (and stage 4's)
 
@@ -159,20 +157,33 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
     assert same(f16(exported["text_encoder"]), f16(result.params["text_encoder"]))
 
 
-def test_finetune_passes_and_work_dir_are_checked_before_training(tmp_path, capsys):
-    assert main(["train", "--work-dir", str(tmp_path / "run"), "--finetune-passes", "0"]) == 2
-    assert "finetune_passes=0: must be a whole number >= 1" in capsys.readouterr().err
+def test_finetune_passes_are_checked_before_training_with_the_shipped_recipe_from_any_dir(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the recipe and its stage configs ship inside the package
+    assert main(["train", "--work-dir", "run", "--set", "finetune.passes=0"]) == 2
+    shipped = CONFIG_DIR / "shapes_unet_finetune.yaml"
+    assert f"{shipped}: passes=0: must be a whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # stopped before anything was written
-    bad = tmp_path / "finetune.yaml"  # the same for the config's own count
+    bad = tmp_path / "finetune.yaml"  # the same for a config's own count
     bad.write_text("passes: 0\ntrain:\n  steps: 5\n")
-    assert main(["train", "--work-dir", str(tmp_path / "run"), "--finetune-config", str(bad)]) == 2
+    assert main(["train", "--work-dir", "run", "--set", "finetune.config=finetune.yaml"]) == 2
     assert f"{bad}: passes=0: must be a whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-    # A work dir from before stage 3 was renamed: its checkpoints are not silently ignored.
-    (tmp_path / "old/layout").mkdir(parents=True)
-    assert main(["train", "--work-dir", str(tmp_path / "old")]) == 2
-    assert f"{tmp_path / 'old/layout'}: stage 3 from before it was renamed fine-tune" in \
-        capsys.readouterr().err
+
+
+def test_set_reaches_the_stage_config_and_shortens_its_warmup(trained, tmp_path):
+    shutil.copytree(trained, tmp_path / "run")
+    recipe = _tiny_recipe(tmp_path)
+    # The finished work dir continues: only stage 5 has steps left, one more.
+    assert main(_train(recipe, tmp_path / "run", "pairs.train.steps=3")) == 0
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    assert report["pairs"]["step"] == 3 and report["pairs"]["steps_this_run"] == 1
+    assert report["unet"]["steps_this_run"] == 0 and report["wording"]["step"] == 2
+    # A step count alone keeps warmup under it (the shipped 200), as a short trial run needs.
+    stage = load_recipe("shapes", ["unet.train.steps=30"]).stage("unet")
+    assert stage.config["train"]["steps"] == 30 and stage.config["train"]["warmup_steps"] == 3
+    stage = load_recipe("shapes", ["unet.train.steps=30", "unet.train.warmup_steps=0"])
+    assert stage.stage("unet").config["train"]["warmup_steps"] == 0
 
 
 def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trained):
@@ -195,17 +206,18 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
 
 
 def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
-    vae, text, unet, finetune, wording, pairs = _tiny_configs(tmp_path)
-    args = ["train", "--work-dir", str(tmp_path / "run"), "--vae-config", str(vae),
-            "--unet-config", str(unet), "--no-text-stage", "--no-finetune-stage",
-            "--no-wording-stage", "--no-pairs-stage", "--eval-prompts", "4", "--skip-eval"]
-    assert main([*args, "--vae-from", str(trained / "model")]) == 0
+    recipe = _tiny_recipe(tmp_path)
+    alone = ["finetune.enabled=false", "wording.enabled=false", "pairs.enabled=false"]
+    no_text = ["text.enabled=false", "unet.reads.text_encoder=null"]
+    vae_from = f"vae.from={trained / 'model'}"
+    args = _train(recipe, tmp_path / "run", *alone, *no_text)
+    assert main([*args, "--set", vae_from]) == 0
     report = json.loads((tmp_path / "run/report.json").read_text())
     source = load_model(trained / "model")
     assert report["vae"]["from"] == str(trained / "model") and "step" not in report["vae"]
     assert report["vae"]["scaling_factor"] == source.vae.scaling_factor
     assert not (tmp_path / "run/vae").exists() and report["unet"]["finished"] is True
-    assert "text" not in report and not (tmp_path / "run/text").exists()  # --no-text-stage
+    assert "text" not in report and not (tmp_path / "run/text").exists()  # no text stage
     exported = load_model(tmp_path / "run/model")
     assert exported.vae == source.vae
     for a, b in zip(jax.tree.leaves(exported.params["vae"]), jax.tree.leaves(source.params["vae"]),
@@ -213,27 +225,54 @@ def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, cap
         np.testing.assert_array_equal(a, b)
     # The work dir keeps the VAE it started with, either way round.
     assert main(args) == 2
-    assert "stage 2 there trains on another model's VAE; pass the same --vae-from" in \
+    assert "its unet stage trains on another model's VAE; pass the same --set vae.from" in \
         capsys.readouterr().err
-    assert main([*args, "--work-dir", str(trained), "--vae-from", str(trained / "model")]) == 2
+    assert main([*args, "--work-dir", str(trained), "--set", vae_from]) == 2
     assert f"{trained} trains its own VAE" in capsys.readouterr().err
-    # And the text encoder it started with: stage 0's, or its own.
-    with_text = [a for a in args if a != "--no-text-stage"]
-    assert main([*with_text, "--text-config", str(text), "--vae-from",
-                 str(trained / "model")]) == 2
-    assert "stage 2 there trains its text encoder with the UNet; pass --no-text-stage" in \
-        capsys.readouterr().err
+    # And the text encoder it started with: the text stage's, or its own.
+    assert main([*_train(recipe, tmp_path / "run", *alone), "--set", vae_from]) == 2
+    assert "its unet stage trains its text encoder with the UNet; pass --set " \
+        "unet.reads.text_encoder=null again" in capsys.readouterr().err
     assert main([*args, "--work-dir", str(trained)]) == 2
-    assert f"{trained}: stage 2 there reads stage 0's text encoder; drop --no-text-stage" in \
-        capsys.readouterr().err
+    assert f"{trained}: its unet stage reads the text stage's encoder; drop --set " \
+        "unet.reads.text_encoder=null" in capsys.readouterr().err
     # A VAE whose latents the UNet config was not built for stops before any training.
-    other = yaml.safe_load(vae.read_text())
-    other["vae"]["latent_channels"] = 8
-    vae.write_text(yaml.safe_dump(other))
-    assert main([*args, "--work-dir", str(tmp_path / "bad"), "--vae-from",
-                 str(trained / "model")]) == 2
+    assert main([*args, "--work-dir", str(tmp_path / "bad"), "--set", vae_from,
+                 "--set", "vae.vae.latent_channels=8"]) == 2
     assert "its VAE has 4 latent channels at 1/4 scale; the stage configs expect 8 at 1/4" in \
         capsys.readouterr().err
+
+
+def test_stages_from_a_model_dir_train_only_the_rest_on_its_weights(trained, tmp_path,
+                                                                    monkeypatch):
+    import jaxgen.train.stages as stages
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    real = stages.run_unet_stage
+    monkeypatch.setattr(stages, "run_unet_stage", spy)
+    model = trained / "model"
+    sets = [f"{name}.from={model}" for name in ("vae", "text", "unet", "finetune", "wording")]
+    assert main(_train(_tiny_recipe(tmp_path), tmp_path / "run", *sets)) == 0
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    assert [k for k in report if report[k] == {"from": str(model)}] == [
+        "text", "unet", "finetune", "wording"]
+    assert report["pairs"]["finished"] is True
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "model", "pairs", "report.json", "tokenizer"]
+    # Stage 5 alone, on the scenes after the ones stages 2-4 trained on, as `jaxgen train`
+    # draws them, starting from the model's UNet and reading its text encoder.
+    (kwargs,) = calls
+    assert kwargs["first_batch"] == 8 and kwargs["desc"] == "pairs"
+    source = load_model(model).params
+    for ours, theirs in ((kwargs["start_params"]["unet"], source["unet"]),
+                         (kwargs["text_params"], source["text_encoder"])):
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True))
 
 
 @pytest.mark.parametrize("engine", ["jaxgen", "diffusers"])
@@ -254,17 +293,52 @@ def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engin
 
 
 def test_bad_train_and_eval_arguments_stop_with_a_message(tmp_path, capsys):
-    assert main(["train", "--work-dir", str(tmp_path), "--vae-config", "nope.yaml"]) == 2
-    assert "training config nope.yaml: no such file" in capsys.readouterr().err
-    assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-text-stage"]) == 2
-    assert ("stage 4 trains stage 0's text encoder; with --no-text-stage pass --no-wording-stage "
-            "--no-pairs-stage too") in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-    assert main(["train", "--work-dir", str(tmp_path / "run"), "--no-wording-stage"]) == 2
-    assert "stage 5 reads stage 4's text encoder; with --no-wording-stage pass --no-pairs-stage" \
-        in capsys.readouterr().err
+    run = ["train", "--work-dir", str(tmp_path / "run")]
+    assert main([*run, "--set", "vae.config=nope.yaml"]) == 2
+    assert f"stage vae's config {Path('nope.yaml').resolve()}: no such file" in \
+        capsys.readouterr().err
+    assert main([*run, "--recipe", "shapez"]) == 2
+    assert "'shapez' is not a known recipe; did you mean 'shapes'?" in capsys.readouterr().err
+    assert main([*run, "--recipe", str(tmp_path / "nope.yaml")]) == 2
+    assert f"recipe {tmp_path / 'nope.yaml'}: no such file" in capsys.readouterr().err
+    # An unknown stage or key, on the command line or in the recipe, names the nearest one.
+    assert main([*run, "--set", "unet.train.stpes=100"]) == 2
+    assert "--set unet.train.stpes: 'stpes' is not a known key of unet.train; did you mean " \
+        "'steps'?" in capsys.readouterr().err
+    assert main([*run, "--set", "unett.train.steps=100"]) == 2
+    assert "'unett' is not a known stage; did you mean 'unet'?" in capsys.readouterr().err
+    assert main([*run, "--set", "export.dtpye=float32"]) == 2
+    assert "'dtpye' is not a known key of export; did you mean 'dtype'?" in \
+        capsys.readouterr().err
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text((CONFIG_DIR / "shapes.yaml").read_text().replace("  finetune:",
+                                                                       "  finetuen:"))
+    assert main([*run, "--recipe", str(recipe)]) == 2
+    assert f"{recipe}: 'finetuen' is not a known stage; did you mean 'finetune'?" in \
+        capsys.readouterr().err
+    # A disabled stage that a later enabled one reads: both named, every such pair at once.
+    assert main([*run, "--set", "text.enabled=false"]) == 2
+    err = capsys.readouterr().err
+    assert "stage unet reads its text_encoder from stage text, which is disabled (enable text " \
+        "or --set unet.enabled=false or --set unet.reads.text_encoder=null)" in err
+    assert "stage wording reads its text_encoder from stage text, which is disabled" in err
+    assert main([*run, "--set", "wording.enabled=false"]) == 2
+    assert "stage pairs reads its text_encoder from stage wording, which is disabled" in \
+        capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert main(["eval", "--out", str(tmp_path), "--engine", "torch"]) == 2
     assert "engine='torch': must be one of jaxgen, diffusers" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--prompt-set", "train"]) == 2
     assert "prompt_set='train': must be one of eval, tuning" in capsys.readouterr().err
+
+
+def test_train_help_shows_the_recipe_and_its_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--recipe NAME_OR_PATH" in out and "(default: shapes)" in out
+    assert "(default: runs/shapes-default)" in out and "unet.train.steps=6500" in out
+    stages = [line.split()[0] for line in out.split("stages in run order:\n")[1].splitlines()]
+    assert stages == ["vae", "text", "unet", "finetune", "wording", "pairs", "export", "eval"]
+    assert "shapes_unet.yaml" in out and "steps 9000" in out and "dtype=float16" in out

@@ -11,8 +11,9 @@ from transformers import CLIPTokenizer
 
 from jaxgen.models import CLIPTextConfig
 from jaxgen.shapes import COLOURS, POSITIONS, SHAPES, SIZES
+from jaxgen.shapes.split import ShapesData
 from jaxgen.train.config import TrainConfig
-from jaxgen.train.data import ShapesData, write_shapes_tokenizer
+from jaxgen.train.data import write_shapes_tokenizer
 from jaxgen.train.loop import data_mesh
 from jaxgen.train.stages import UNetStage, run_text_stage
 from jaxgen.train.text import NOT_ASKED, SCENE_FIELDS, scene_targets, text_batch

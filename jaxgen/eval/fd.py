@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen.models.init import init_params
 from jaxgen.shapes import (
     COLOURS,
     IMAGE_SIZE,
@@ -27,8 +28,7 @@ from jaxgen.shapes import (
     render,
     sample_scene,
 )
-from jaxgen.train.data import TRAIN_SEED_LIMIT
-from jaxgen.train.init import init_params
+from jaxgen.shapes.split import TRAIN_SEED_LIMIT
 
 FD_SEED_START = 3 * TRAIN_SEED_LIMIT  # classifier scenes: neither training nor evaluation ones
 # One head per attribute; object slots take an extra "absent" class for one-object scenes.

@@ -21,7 +21,7 @@ from jaxgen.eval.shapes_eval import (
     contact_sheet,
     model_generator,
 )
-from jaxgen.train.data import ShapesData
+from jaxgen.shapes.split import ShapesData
 
 ENGINES = ("jaxgen", "diffusers")
 

@@ -33,7 +33,7 @@ from jaxgen.shapes import (
     sample_scene,
     score,
 )
-from jaxgen.train.data import TRAIN_SEED_LIMIT, ShapesData
+from jaxgen.shapes.split import TRAIN_SEED_LIMIT, ShapesData
 from jaxgen.weights.model_dir import DiffusionModel
 
 EVAL_SEED_START = 2 * TRAIN_SEED_LIMIT

@@ -10,6 +10,8 @@ A stage YAML reads as the list of choices a user makes::
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,10 +69,10 @@ class TrainConfig:
 def from_section(cls: type[T], raw: dict[str, Any] | None, source: str) -> T:
     """Build dataclass `cls` from a YAML section; unknown keys are errors, not silently dropped."""
     raw = dict(raw or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {sorted(names)}")
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    for key in raw:
+        if key not in names:
+            raise unknown(source, "key", str(key), names)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
@@ -79,3 +81,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def unknown(where: str, thing: str, name: str, known: Iterable[str]) -> ValueError:
+    """The error for a name that is none of `known`: it names the nearest known one."""
+    known = sorted(known)
+    nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
+    hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+    return ValueError(f"{where}: {name!r} is not a known {thing}{hint} "
+                      f"(known: {', '.join(known)})")

@@ -7,7 +7,6 @@ above it, so no evaluation scene is ever a training scene.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -17,58 +16,12 @@ import numpy as np
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, render, sample_scene
 from jaxgen.shapes.captions import POSITION_AT, POSITION_IN, RELATION_PHRASES, SIZE_WORDS
 from jaxgen.shapes.scene import COLOURS, SHAPES
-from jaxgen.train.wording import template_pattern, vary_wording
+from jaxgen.shapes.split import TRAIN_SEED_LIMIT, ShapesData
+from jaxgen.train.wording import vary_wording
 from jaxgen.weights.tokenizer import tokenize, write_clip_tokenizer
 
-TRAIN_SEED_LIMIT = 1_000_000_000
 # Words the parser understands beyond the templates, so free-form prompts stay one token a word.
 _EXTRA_WORDS = ("tiny", "upper", "lower", "centre", "middle", "under", "backdrop", "an", "and")
-
-
-@dataclasses.dataclass(frozen=True)
-class ShapesData:
-    """How training captions are drawn.
-
-    holdout_single / holdout_pair: template indices never used in training, so the evaluation
-    can measure wording the text encoder has not seen.
-    """
-
-    caption_dropout: float = 0.1  # empty captions teach the unconditional branch used by CFG
-    # Share of captions rewritten by jaxgen.train.wording.vary_wording (the wording stage).
-    vary_wording: float = 0.0
-    # Share of each batch drawn from two-object scenes (stage 5); None: as the seeds fall,
-    # about half.
-    two_object_share: float | None = None
-    holdout_single: tuple[int, ...] = (4,)
-    holdout_pair: tuple[int, ...] = (2,)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.caption_dropout < 1:
-            raise ValueError(f"data caption_dropout={self.caption_dropout!r}: must be in [0, 1)")
-        if not 0 <= self.vary_wording <= 1:
-            raise ValueError(f"data vary_wording={self.vary_wording!r}: must be in [0, 1]")
-        share = self.two_object_share
-        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)
-                                  or not 0 <= share <= 1):
-            raise ValueError(f"data two_object_share={share!r}: must be in [0, 1]")
-        for name, templates in (("holdout_single", SINGLE_TEMPLATES),
-                                ("holdout_pair", PAIR_TEMPLATES)):
-            held = getattr(self, name)
-            if any(not 0 <= i < len(templates) for i in held) or len(held) >= len(templates):
-                raise ValueError(f"data {name}={held!r}: indices must lie in "
-                                 f"[0, {len(templates)}) and leave at least one template")
-
-    def is_held_out_wording(self, text: str) -> bool:
-        """Whether `text` has the form of a held-out template (any fields)."""
-        held = ([SINGLE_TEMPLATES[i] for i in self.holdout_single]
-                + [PAIR_TEMPLATES[i] for i in self.holdout_pair])
-        return any(template_pattern(t).fullmatch(text) for t in held)
-
-    def train_templates(self, num_objects: int) -> tuple[int, ...]:
-        held, n = ((self.holdout_single, len(SINGLE_TEMPLATES)) if num_objects == 1
-                   else (self.holdout_pair, len(PAIR_TEMPLATES)))
-        return tuple(i for i in range(n) if i not in held)
 
 
 def shapes_words() -> list[str]:

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
+from jaxgen.models.init import init_params
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.schedulers.tables import alphas_cumprod
-from jaxgen.train.init import init_params
 from jaxgen.train.vae import LossFn
 
 TRAINABLE_PREDICTIONS = ("v_prediction", "epsilon")

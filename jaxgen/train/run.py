@@ -1,18 +1,13 @@
-"""`jaxgen train`: the shapes model from scratch (VAE, text encoder, UNet, and 3 more stages).
+"""`jaxgen train`: a recipe's stages run (or continued) in order, then export and evaluation.
 
 Each stage trains until its config's `steps` or for `minutes`, whichever comes first; rerunning
-the same command continues the unfinished stage from its latest orbax checkpoint. Stage 2 starts
-only once stage 1 (skipped with vae_from: another model's VAE) and stage 0 (the text encoder;
-skipped with text_config None, when it trains with the UNet) are finished (its latents and
-caption states must not change under it), stage 3 (fine-tune: stage 2's weights trained on
-at a lower learning rate, in its config's `passes`: finetune/, finetune-2/, ...) once stage 2
-is, and stage 4 (wording: stage 0's encoder trained on through the frozen UNet on reworded
-captions; skipped with wording_config None) once stage 3 is, and stage 5 (pairs: stage 3's
-UNet trained on, reading stage 4's encoder, on batches mostly two-object scenes; skipped with
-pairs_config None) once stage 4 is; export and evaluation run once
-the last stage is finished (or with export_unfinished, on
-the weights of the stage that stopped). Everything lands in `work_dir`: checkpoints,
-metrics.jsonl per stage, report.json, and eval/ (report + contact sheet).
+the same command continues the unfinished stage from its latest orbax checkpoint. A stage starts
+only once the stages before it are finished (what it reads must not change under it); a stage
+with `from` takes its weights from a model directory instead. Each denoiser stage after the
+first starts on the scenes after the last batch of the ones before it. Export and evaluation
+run once the last stage is finished (or, with export.unfinished, on the weights of the stage
+that stopped). Everything lands in `work_dir`: a folder per stage (finetune/, finetune-2/, ...
+for the fine-tune's passes) with checkpoints and metrics.jsonl, report.json, and eval/.
 """
 
 from __future__ import annotations
@@ -22,240 +17,220 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
+from jaxgen.train.recipe import Recipe, Stage
 
 if TYPE_CHECKING:
     from jaxgen.models import VAEConfig
 
 # Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
 UNFINISHED = 3
+DENOISERS = ("unet", "finetune", "wording", "pairs")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    work_dir: Path = Path("runs/shapes-default")
-    vae_config: Path = Path("configs/train/shapes_vae.yaml")
-    # A model directory whose VAE (and scaling factor) stage 2 uses instead of training stage 1:
-    # retraining the UNet and text encoder on the shipped VAE saves stage 1's half hour.
-    vae_from: Path | None = None
-    unet_config: Path = Path("configs/train/shapes_unet.yaml")
-    # Stage 0's `train`: the text encoder pretrained on its own to state each caption's scene,
-    # then frozen under the UNet (trained jointly, it never learned "left of"). None: a fresh
-    # text encoder trains with the UNet in stage 2, the previous recipe.
-    text_config: Path | None = Path("configs/train/shapes_text.yaml")
-    # Stage 3's `train` + `timesteps`; None: export stage 2's weights.
-    finetune_config: Path | None = Path("configs/train/shapes_unet_finetune.yaml")
-    # Stage 4's `data` + `train`: stage 0's encoder trained on through the frozen UNet on varied
-    # wordings. None: export stage 3's weights. Needs stage 0 (text_config).
-    wording_config: Path | None = Path("configs/train/shapes_wording.yaml")
-    # Stage 5's `data` + `train`: stage 3's UNet trained on, reading stage 4's encoder, mostly on
-    # two-object scenes. None: export stage 3's UNet. Needs stage 4 (wording_config).
-    pairs_config: Path | None = Path("configs/train/shapes_pairs.yaml")
-    minutes: float | None = None  # time budget per stage, per invocation
-    vae_steps: int | None = None  # override the configs' steps
-    text_steps: int | None = None
-    unet_steps: int | None = None
-    finetune_steps: int | None = None  # per pass
-    finetune_passes: int | None = None  # override the fine-tune config's passes
-    wording_steps: int | None = None
-    pairs_steps: int | None = None
-    export_dir: Path | None = None  # default: work_dir/model
-    export_unfinished: bool = False
-    export_dtype: str = "float16"  # weight files; float16 keeps the default model under 25 MB
-    eval_prompts: int = EVAL_PROMPTS
-    guidance: float = RECOMMENDED["guidance"]
-    skip_eval: bool = False
+class Weights:
+    """A denoiser stage's result: the UNet and the text encoder it was trained with."""
+
+    unet: Any
+    text_encoder: Any
+    joint: bool  # the text encoder trains with the UNet (no text stage)
 
 
-def train_shapes_model(options: TrainOptions) -> int:
-    """Run (or continue) every stage; returns 0 when exported, UNFINISHED otherwise."""
-    from transformers import CLIPTokenizer
+def train(recipe: Recipe, work_dir: str | Path, minutes: float | None = None) -> int:
+    """Run (or continue) every enabled stage; returns 0 when exported, UNFINISHED otherwise."""
+    from jaxgen.train import stages
 
-    from jaxgen.eval.run import EvalSettings, evaluate_model, summary
-    from jaxgen.eval.shapes_eval import ShapesEval, reconstruction_generator
-    from jaxgen.train.data import write_shapes_tokenizer
-    from jaxgen.train.export import export_model
-    from jaxgen.train.stages import (
-        UNetStage,
-        VAEStage,
-        calibrated_vae,
-        finetune_pass_count,
-        finetune_passes,
-        first_batches,
-        read_train_section,
-        run_text_stage,
-        run_unet_stage,
-        run_vae_stage,
-        run_wording_stage,
-    )
+    work = Path(work_dir)
+    enabled = {s.name: s for s in recipe.enabled()}
+    _check_vae_source(work, enabled.get("vae"))
+    _check_text_source(work, enabled.get("unet"))
+    built, runs, starts, tokenizer = _plan(enabled, work, stages)
+    model = built["unet"]  # the models, scheduler and data every denoiser stage shares
 
-    _check_old_layout_dir(Path(options.work_dir))
-    configs = (options.vae_config, options.text_config, options.unet_config,
-               options.finetune_config, options.wording_config, options.pairs_config)
-    for path in (p for p in configs if p is not None):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"training config {path}: no such file")
-    passes = 0  # read before anything is written: a bad count stops the run at once
-    if options.finetune_config is not None or options.finetune_passes is not None:
-        passes = finetune_pass_count(options.finetune_config, options.finetune_passes)
-    if options.wording_config is not None and options.text_config is None:
-        # Name every flag the user needs at once, not one error per rerun.
-        flags = "--no-wording-stage"
-        if options.pairs_config is not None:
-            flags += " --no-pairs-stage"
-        raise ValueError(f"wording_config {str(options.wording_config)!r}: stage 4 trains stage "
-                         f"0's text encoder; with --no-text-stage pass {flags} too")
-    if options.pairs_config is not None and options.wording_config is None:
-        raise ValueError(f"pairs_config {str(options.pairs_config)!r}: stage 5 reads stage 4's "
-                         "text encoder; with --no-wording-stage pass --no-pairs-stage too")
-    work = Path(options.work_dir)
-    _check_vae_source(work, options.vae_from)
-    _check_text_source(work, options.text_config)
-    vae_stage = VAEStage.from_yaml(options.vae_config)
-    vae_stage = dataclasses.replace(vae_stage,
-                                    train=_with_steps(vae_stage.train, options.vae_steps))
-    tokenizer = CLIPTokenizer.from_pretrained(str(write_shapes_tokenizer(work / "tokenizer")))
-    unet_stage = UNetStage.from_yaml(options.unet_config, tokenizer)
-    unet_stage = dataclasses.replace(unet_stage,
-                                     train=_with_steps(unet_stage.train, options.unet_steps))
-    finetune_stages = []
-    if options.finetune_config is not None:
-        first = unet_stage.continued(options.finetune_config)
-        first = dataclasses.replace(first, train=_with_steps(first.train, options.finetune_steps))
-        finetune_stages = finetune_passes(first, passes)
-    wording_stage = None
-    if options.wording_config is not None:
-        wording_stage = unet_stage.reworded(options.wording_config)
-        wording_stage = dataclasses.replace(
-            wording_stage, train=_with_steps(wording_stage.train, options.wording_steps))
-    pairs_stage = None
-    if options.pairs_config is not None:
-        pairs_stage = unet_stage.reworded(options.pairs_config)
-        pairs_stage = dataclasses.replace(
-            pairs_stage, train=_with_steps(pairs_stage.train, options.pairs_steps))
-    text_train = None
-    if options.text_config is not None:
-        text_train = _with_steps(read_train_section(options.text_config), options.text_steps)
-    vae_source = options.vae_from or options.vae_config
-    report: dict = {"configs": {"vae": str(vae_source),
-                                "text": options.text_config and str(options.text_config),
-                                "unet": str(options.unet_config),
-                                "finetune": options.finetune_config
-                                and str(options.finetune_config),
-                                "wording": options.wording_config
-                                and str(options.wording_config),
-                                "pairs": options.pairs_config
-                                and str(options.pairs_config)}}
-
-    if options.vae_from is not None:
-        vae_config, vae_params = _shipped_vae(options.vae_from, vae_stage.vae)
-        report["vae"] = {"from": str(options.vae_from),
-                         "scaling_factor": vae_config.scaling_factor}
-        print(f"stage 1 (VAE): using {options.vae_from}'s VAE")
-    else:
-        vae = run_vae_stage(vae_stage, work / "vae", data=unet_stage.data,
-                            minutes=options.minutes)
-        if not _record(report, "vae", "stage 1 (VAE)", vae):
-            return _write_report(work, report, UNFINISHED)
-        vae_config, vae_params = calibrated_vae(vae_stage.vae, vae.params), vae.params
-        report["vae"]["scaling_factor"] = vae_config.scaling_factor
-    ceiling = ShapesEval(options.eval_prompts, data=unet_stage.data)
-    ceiling, _ = ceiling.run(reconstruction_generator(vae_config, vae_params, ceiling.prompts()))
-    report["vae"]["reconstruction_eval"] = ceiling.to_dict()
-    print(f"VAE reconstructions (the ceiling of any model using this VAE):\n"
-          f"{ceiling.summary()}")
-
-    text_params = None
-    if text_train is not None:
-        text = run_text_stage(unet_stage, text_train, tokenizer, work / "text",
-                              minutes=options.minutes)
-        if not _record(report, "text", "stage 0 (text encoder)", text):
-            return _write_report(work, report, UNFINISHED)
-        text_params = text.params["text_encoder"]
-
-    unet = run_unet_stage(unet_stage, vae_config, vae_params, tokenizer, work / "unet",
-                          minutes=options.minutes, text_params=text_params)
-    if not _record(report, "unet", "stage 2 (UNet)", unet) and not options.export_unfinished:
-        return _write_report(work, report, UNFINISHED)
-    # New scenes: each stage after 2 starts after the last batch of the stages before it.
-    later = [s for s in (wording_stage, pairs_stage) if s is not None]
-    starts = first_batches([unet_stage, *finetune_stages, *later])
-    for i, stage in enumerate(finetune_stages if unet.finished else []):
-        key = "finetune" if i == 0 else f"finetune-{i + 1}"
-        unet = run_unet_stage(stage, vae_config, vae_params, tokenizer, work / key,
-                              minutes=options.minutes, start_params=unet.params,
-                              first_batch=starts[1 + i], text_params=text_params,
-                              desc=key)
-        label = f"stage 3 (fine-tune, pass {i + 1} of {len(finetune_stages)})"
-        if not _record(report, key, label, unet):
-            if not options.export_unfinished:
+    report: dict = {"recipe": str(recipe.path),
+                    "configs": {s.name: (s.from_model or s.source) if s.enabled else None
+                                for s in recipe.stages}}
+    outputs: dict[str, Any] = {}
+    for s in enabled.values():
+        if s.name == "vae":
+            outputs[s.name], finished = _vae(s, built[s.name], model.data, recipe.eval.prompts,
+                                              work, minutes, report, stages)
+        elif s.name == "text":
+            outputs[s.name], finished = _text(s, model, built[s.name], tokenizer, work,
+                                               minutes, report, stages)
+        else:
+            vae = outputs[s.reads["vae"]]
+            outputs[s.name], finished = _denoiser(s, runs[s.name], starts[s.name], outputs, vae,
+                                                  tokenizer, work, minutes, report, stages)
+        if not finished:
+            if not (recipe.export.unfinished and s.name in DENOISERS):
                 return _write_report(work, report, UNFINISHED)
             break
-    worded = False
-    if wording_stage is not None and unet.finished:
-        wording = run_wording_stage(wording_stage, vae_config, vae_params, tokenizer,
-                                    work / "wording", unet_params=unet.params["unet"],
-                                    text_params=text_params,
-                                    first_batch=starts[1 + len(finetune_stages)],
-                                    minutes=options.minutes)
-        worded = _record(report, "wording", "stage 4 (wording)", wording)
-        if worded:
-            text_params = wording.params["text_encoder"]
-        elif not options.export_unfinished:
-            return _write_report(work, report, UNFINISHED)
-    if pairs_stage is not None and worded:
-        unet = run_unet_stage(pairs_stage, vae_config, vae_params, tokenizer, work / "pairs",
-                              minutes=options.minutes, start_params=unet.params,
-                              first_batch=starts[-1], text_params=text_params, desc="pairs")
-        if not _record(report, "pairs", "stage 5 (pairs)", unet) and not options.export_unfinished:
-            return _write_report(work, report, UNFINISHED)
+    last = next(s for s in reversed(enabled.values()) if s.name in outputs
+                and s.name in DENOISERS)
+    return _export_and_eval(recipe, model, outputs[last.reads["vae"]], outputs[last.name],
+                            tokenizer, work, report)
 
-    export_dir = Path(options.export_dir or work / "model")
-    params = {**unet.params, "vae": vae_params}
-    if text_params is not None:  # stage 0's (or 4's) encoder: not in the UNet stages' params
-        params["text_encoder"] = text_params
-    model = export_model(
-        export_dir, name=export_dir.name, unet=unet_stage.unet, vae=vae_config,
-        text_encoder=unet_stage.text_encoder, schedule=unet_stage.schedule, tokenizer=tokenizer,
-        params=params, dtype=options.export_dtype)
-    report["export"] = {"dir": str(export_dir), "hash": model.hash}
-    print(f"exported {export_dir} (hash {model.hash})")
-    if not options.skip_eval:
-        settings = EvalSettings(num_prompts=options.eval_prompts, guidance=options.guidance)
-        report["eval"] = evaluate_model(export_dir, work / "eval", settings, unet_stage.data)
+
+def _plan(enabled: dict[str, Stage], work: Path, stages: Any) -> tuple[dict, dict, dict, Any]:
+    """Each enabled stage's config read (a denoiser's `runs`: one per fine-tune pass), each
+    denoiser run's first batch, and the tokenizer (written to work/tokenizer)."""
+    from transformers import CLIPTokenizer
+
+    from jaxgen.train.data import write_shapes_tokenizer
+
+    # Every config is read before anything is written: a bad value stops the run at once.
+    built: dict[str, Any] = {}
+    for s in enabled.values():
+        if s.name == "vae":
+            built[s.name] = stages.VAEStage.from_dict(s.config, s.source)
+        elif s.name == "text":
+            built[s.name] = stages.train_section(s.config, s.source)
+        elif s.name == "finetune":
+            built["passes"] = stages.finetune_pass_count(s.config, s.source)
+    tokenizer = CLIPTokenizer.from_pretrained(str(write_shapes_tokenizer(work / "tokenizer")))
+    runs: dict[str, Any] = {}  # denoiser stage -> its UNetStage (the fine-tune: one per pass)
+    for s in enabled.values():
+        if s.name == "unet":
+            built[s.name] = stages.UNetStage.from_dict(s.config, s.source, tokenizer)
+        elif s.name == "finetune":
+            first = built[s.reads["unet"]].continued(s.config, s.source)
+            runs[s.name] = stages.finetune_passes(first, built["passes"])
+            built[s.name] = first
+        elif s.name in DENOISERS:
+            built[s.name] = built[s.reads["unet"]].reworded(s.config, s.source)
+        if s.name in DENOISERS:
+            runs.setdefault(s.name, [built[s.name]])
+    starts = iter(stages.first_batches([r for name in runs for r in runs[name]]))
+    starts = {name: [next(starts) for _ in runs[name]] for name in runs}
+    return built, runs, starts, tokenizer
+
+
+def _vae(s: Stage, stage: Any, data: Any, prompts: int, work: Path, minutes: float | None,
+         report: dict, stages: Any) -> tuple[tuple[VAEConfig, Any], bool]:
+    """The VAE (trained, or a model directory's), and how well its reconstructions score."""
+    from jaxgen.eval.shapes_eval import ShapesEval, reconstruction_generator
+
+    if s.from_model is not None:
+        vae_config, vae_params = _shipped_vae(Path(s.from_model), stage.vae)
+        report[s.name] = {"from": s.from_model, "scaling_factor": vae_config.scaling_factor}
+        print(f"stage {s.name}: using {s.from_model}'s VAE")
+    else:
+        result = stages.run_vae_stage(stage, work / s.name, data=data, minutes=minutes)
+        if not _record(report, s.name, result):
+            return (None, None), False
+        vae_config, vae_params = stages.calibrated_vae(stage.vae, result.params), result.params
+        report[s.name]["scaling_factor"] = vae_config.scaling_factor
+    ceiling = ShapesEval(prompts, data=data)
+    ceiling, _ = ceiling.run(reconstruction_generator(vae_config, vae_params, ceiling.prompts()))
+    report[s.name]["reconstruction_eval"] = ceiling.to_dict()
+    print(f"VAE reconstructions (the ceiling of any model using this VAE):\n"
+          f"{ceiling.summary()}")
+    return (vae_config, vae_params), True
+
+
+def _text(s: Stage, model: Any, cfg: Any, tokenizer: Any, work: Path, minutes: float | None,
+          report: dict, stages: Any) -> tuple[Any, bool]:
+    """The text encoder taught to state each caption's scene (or a model directory's)."""
+    if s.from_model is not None:
+        report[s.name] = {"from": s.from_model}
+        return _model(s.from_model).params["text_encoder"], True
+    result = stages.run_text_stage(model, cfg, tokenizer, work / s.name, minutes=minutes)
+    return result.params["text_encoder"], _record(report, s.name, result)
+
+
+def _denoiser(s: Stage, runs: list, starts: list[int], outputs: dict[str, Any],
+              vae: tuple[VAEConfig, Any], tokenizer: Any, work: Path, minutes: float | None,
+              report: dict, stages: Any) -> tuple[Weights, bool]:
+    """The unet, finetune (each pass), wording or pairs stage, on what it reads."""
+    read_text = outputs.get(s.reads.get("text_encoder"))
+    read_text = read_text.text_encoder if isinstance(read_text, Weights) else read_text
+    source = outputs.get(s.reads.get("unet"))
+    joint = source.joint if source is not None else read_text is None
+    if s.from_model is not None:
+        report[s.name] = {"from": s.from_model}
+        params = _model(s.from_model).params
+        return Weights(params["unet"], params["text_encoder"], joint), True
+    vae_config, vae_params = vae
+    if s.name == "wording":
+        result = stages.run_wording_stage(
+            runs[0], vae_config, vae_params, tokenizer, work / s.name,
+            unet_params=source.unet, text_params=read_text, first_batch=starts[0], minutes=minutes)
+        return (Weights(source.unet, result.params["text_encoder"], False),
+                _record(report, s.name, result))
+    weights = source
+    for i, (stage, start) in enumerate(zip(runs, starts, strict=True)):
+        key = s.name if i == 0 else f"{s.name}-{i + 1}"
+        if weights is None:  # the first UNet: a fresh init
+            start_params, text = None, read_text
+        elif "text_encoder" in s.reads:
+            start_params, text = {"unet": weights.unet}, read_text
+        elif weights.joint:  # the encoder trains on with the UNet
+            start_params, text = {"unet": weights.unet, "text_encoder": weights.text_encoder}, None
+        else:  # the encoder it was trained with stays frozen
+            start_params, text = {"unet": weights.unet}, weights.text_encoder
+        result = stages.run_unet_stage(stage, vae_config, vae_params, tokenizer, work / key,
+                                       minutes=minutes, start_params=start_params,
+                                       first_batch=start, text_params=text, desc=key)
+        joint = text is None
+        weights = Weights(result.params["unet"],
+                          result.params["text_encoder"] if joint else text, joint)
+        label = key if len(runs) == 1 else f"{key} (pass {i + 1} of {len(runs)})"
+        if not _record(report, key, result, label):
+            return weights, False
+    return weights, True
+
+
+def _export_and_eval(recipe: Recipe, model: Any, vae: tuple[VAEConfig, Any], weights: Weights,
+                     tokenizer: Any, work: Path, report: dict) -> int:
+    from jaxgen.eval.run import EvalSettings, evaluate_model, summary
+    from jaxgen.train.export import export_model
+
+    export_dir = Path(recipe.export.dir or work / "model")
+    vae_config, vae_params = vae
+    params = {"unet": weights.unet, "text_encoder": weights.text_encoder, "vae": vae_params}
+    exported = export_model(
+        export_dir, name=export_dir.name, unet=model.unet, vae=vae_config,
+        text_encoder=model.text_encoder, schedule=model.schedule, tokenizer=tokenizer,
+        params=params, dtype=recipe.export.dtype)
+    report["export"] = {"dir": str(export_dir), "hash": exported.hash}
+    print(f"exported {export_dir} (hash {exported.hash})")
+    if not recipe.eval.skip:
+        settings = EvalSettings(num_prompts=recipe.eval.prompts, guidance=recipe.eval.guidance)
+        report["eval"] = evaluate_model(export_dir, work / "eval", settings, model.data)
         print(summary(report["eval"]))
     return _write_report(work, report, 0)
 
 
-def _check_old_layout_dir(work: Path) -> None:
-    """Stage 3 was called "layout" until 2026-11-24; its checkpoints there would be ignored."""
-    if (work / "layout").exists() and not (work / "finetune").exists():
-        raise ValueError(f"{work / 'layout'}: stage 3 from before it was renamed fine-tune; "
-                         f"rename it to {work / 'finetune'} to continue it, or remove it to "
-                         "train stage 3 afresh")
-
-
-def _check_vae_source(work: Path, vae_from: Path | None) -> None:
-    """Stage 2 must continue on the latents it started on: its own stage 1's, or vae_from's."""
-    if vae_from is not None and (work / "vae").exists():
-        raise ValueError(f"vae_from {str(vae_from)!r}: {work} trains its own VAE (stage 1 is in "
+def _check_vae_source(work: Path, vae: Stage | None) -> None:
+    """The UNet must continue on the latents it started on: its own VAE stage's, or vae.from's."""
+    vae_from = vae and vae.from_model
+    if vae_from and (work / "vae").exists():
+        raise ValueError(f"vae.from {vae_from!r}: {work} trains its own VAE (its VAE stage is in "
                          f"{work / 'vae'}); use a new work dir")
-    if vae_from is None and (work / "unet").exists() and not (work / "vae").exists():
-        raise ValueError(f"{work}: stage 2 there trains on another model's VAE; pass the same "
-                         "--vae-from again")
+    if vae and not vae_from and (work / "unet").exists() and not (work / "vae").exists():
+        raise ValueError(f"{work}: its unet stage trains on another model's VAE; pass the same "
+                         "--set vae.from=MODEL_DIR again")
 
 
-def _check_text_source(work: Path, text_config: Path | None) -> None:
-    """Stage 2 must continue with the text encoder it started with: stage 0's, frozen, or its
-    own, trained with the UNet (the checkpoints hold different parameter trees)."""
-    if not (work / "unet").exists():
+def _check_text_source(work: Path, unet: Stage | None) -> None:
+    """The UNet must continue with the text encoder it started with: the text stage's, frozen,
+    or its own, trained with it (the checkpoints hold different parameter trees)."""
+    if unet is None or unet.from_model or not (work / "unet").exists():
         return
-    if text_config is not None and not (work / "text").exists():
-        raise ValueError(f"{work}: stage 2 there trains its text encoder with the UNet; pass "
-                         "--no-text-stage again")
-    if text_config is None and (work / "text").exists():
-        raise ValueError(f"{work}: stage 2 there reads stage 0's text encoder; drop "
-                         "--no-text-stage")
+    reads_text = unet.reads.get("text_encoder") is not None
+    if reads_text and not (work / "text").exists():
+        raise ValueError(f"{work}: its unet stage trains its text encoder with the UNet; pass "
+                         "--set unet.reads.text_encoder=null again")
+    if not reads_text and (work / "text").exists():
+        raise ValueError(f"{work}: its unet stage reads the text stage's encoder; drop "
+                         "--set unet.reads.text_encoder=null")
+
+
+def _model(model_dir: str) -> Any:
+    from jaxgen.weights.model_dir import load_model
+
+    return load_model(model_dir)
 
 
 def _shipped_vae(model_dir: Path, like: VAEConfig) -> tuple[VAEConfig, Any]:
@@ -266,43 +241,26 @@ def _shipped_vae(model_dir: Path, like: VAEConfig) -> tuple[VAEConfig, Any]:
     model = load_model(model_dir)
     if (model.vae.latent_channels, model.vae.downscale) != (like.latent_channels, like.downscale):
         raise ValueError(
-            f"vae_from {str(model_dir)!r}: its VAE has {model.vae.latent_channels} latent "
+            f"vae.from {str(model_dir)!r}: its VAE has {model.vae.latent_channels} latent "
             f"channels at 1/{model.vae.downscale} scale; the stage configs expect "
             f"{like.latent_channels} at 1/{like.downscale}")
     return model.vae, model.params["vae"]
 
 
-def _with_steps(train, steps: int | None):
-    """The train config with `steps` (if given); warmup at most a tenth of a shorter run."""
-    if not steps:
-        return train
-    warmup = min(train.warmup_steps, steps // 10)
-    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
-
-
-def _record(report: dict, key: str, label: str, result) -> bool:
+def _record(report: dict, key: str, result: Any, label: str | None = None) -> bool:
     """Put a stage's result in the report and print it; False (saying how to continue) if the
     stage stopped before its steps."""
-    report[key] = _stage_report(result)
-    _print_stage(key, result)
-    if not result.finished:
-        print(f"{label} not finished: rerun the same command to continue")
-    return result.finished
-
-
-def _stage_report(result) -> dict:
     s = result.summary
     last = s.history[-1] if s.history else {}
-    return {"step": int(result.state.step), "finished": result.finished,
-            "steps_this_run": s.steps_run, "images_per_s": s.images_per_s,
-            "first_step_s": s.compile_s, "last_metrics": last}
-
-
-def _print_stage(name: str, result) -> None:
-    s = result.summary
+    report[key] = {"step": int(result.state.step), "finished": result.finished,
+                   "steps_this_run": s.steps_run, "images_per_s": s.images_per_s,
+                   "first_step_s": s.compile_s, "last_metrics": last}
     rate = f"{s.images_per_s:.1f} img/s" if s.images_per_s else "n/a"
-    print(f"{name}: step {int(result.state.step)}, ran {s.steps_run} steps at {rate}, "
+    print(f"{key}: step {int(result.state.step)}, ran {s.steps_run} steps at {rate}, "
           f"finished={result.finished}")
+    if not result.finished:
+        print(f"stage {label or key} not finished: rerun the same command to continue")
+    return result.finished
 
 
 def _write_report(work: Path, report: dict, code: int) -> int:

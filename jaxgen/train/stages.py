@@ -1,13 +1,15 @@
-"""The default shapes model's training stages, as `jaxgen train` runs them.
+"""The default shapes model's training stages, as `jaxgen train` runs them (its recipe,
+jaxgen/configs/train/shapes.yaml, names them vae, text, unet, finetune, wording, pairs).
 
-Stage 1 trains the VAE. Stage 0 pretrains the text encoder alone to state each caption's scene
-(jaxgen.train.text), and stage 2 trains the UNet on latents of the frozen stage-1 VAE (its EMA
-weights), reading that encoder frozen; without stage 0 (`jaxgen train --no-text-stage`) stage 2
-trains a fresh text encoder together with the UNet. Stage 3 (fine-tune) trains stage 2's EMA
-weights on with a fresh optimiser at a lower learning rate (its own `train` and `timesteps`
-sections). Stage 4 (wording) trains the text encoder alone, through the frozen UNet, on
-captions whose wording varies (jaxgen.train.wording). Each stage lives in its own work directory
-(orbax checkpoints + metrics.jsonl) and resumes from its latest checkpoint when run again.
+vae trains the VAE. text pretrains the text encoder alone to state each caption's scene
+(jaxgen.train.text), and unet trains the UNet on latents of the frozen VAE (its EMA weights),
+reading that encoder frozen; without it (`--set unet.reads.text_encoder=null`) unet trains a
+fresh text encoder together with the UNet. finetune trains unet's EMA weights on with a fresh
+optimiser at a lower learning rate (its own `train` and `timesteps` sections). wording trains
+the text encoder alone, through the frozen UNet, on captions whose wording varies
+(jaxgen.train.wording); pairs trains the UNet on, mostly on two-object scenes. Each stage lives
+in its own work directory (orbax checkpoints + metrics.jsonl) and resumes from its latest
+checkpoint when run again.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from jaxgen.models import (
 )
 from jaxgen.schedulers import SchedulerConfig
 from jaxgen.shapes import IMAGE_SIZE
+from jaxgen.shapes.split import ShapesData
 from jaxgen.train.checkpoint import Checkpoints
-from jaxgen.train.config import TrainConfig, from_section, read_yaml
-from jaxgen.train.data import ShapesData, images_batch, shapes_batch
+from jaxgen.train.config import TrainConfig, from_section, unknown
+from jaxgen.train.data import images_batch, shapes_batch
 from jaxgen.train.diffusion import Timesteps, diffusion_loss_fn, init_denoiser
 from jaxgen.train.loop import (
     MetricsLog,
@@ -50,9 +53,9 @@ from jaxgen.train.vae import VAELoss, init_vae, latent_scaling_factor, vae_loss_
 
 
 def _check_sections(raw: dict[str, Any], allowed: set[str], source: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"{source}: unknown sections {unknown}; valid: {sorted(allowed)}")
+    for name in raw:
+        if name not in allowed:
+            raise unknown(source, "section", str(name), allowed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +65,8 @@ class VAEStage:
     train: TrainConfig
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> VAEStage:
-        raw, src = read_yaml(path), str(path)
+    def from_dict(cls, raw: dict[str, Any], src: str) -> VAEStage:
+        """A stage config's sections; `src` (its file) names it in errors."""
         _check_sections(raw, {"vae", "loss", "train"}, src)
         return cls(vae=VAEConfig.from_dict(raw.get("vae") or {}, f"{src}: vae"),
                    loss=from_section(VAELoss, raw.get("loss"), f"{src}: loss"),
@@ -94,9 +97,9 @@ class UNetStage:
     timesteps: Timesteps = Timesteps()
 
     @classmethod
-    def from_yaml(cls, path: str | Path, tokenizer: Any) -> UNetStage:
-        """Read a stage YAML; the text encoder's vocabulary and length come from `tokenizer`."""
-        raw, src = read_yaml(path), str(path)
+    def from_dict(cls, raw: dict[str, Any], src: str, tokenizer: Any) -> UNetStage:
+        """A stage config's sections; the text encoder's vocabulary and length come from
+        `tokenizer`."""
         _check_sections(raw, {"unet", "text_encoder", "scheduler", "data", "train", "init",
                               "timesteps"}, src)
         text = dict(raw.get("text_encoder") or {}, vocab_size=len(tokenizer),
@@ -110,25 +113,23 @@ class UNetStage:
                    init=from_section(DenoiserInit, raw.get("init"), f"{src}: init"),
                    timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
-    def continued(self, path: str | Path) -> UNetStage:
-        """This stage with the `train` and `timesteps` of a continuation YAML (stage 3).
+    def continued(self, raw: dict[str, Any], src: str) -> UNetStage:
+        """This stage with the `train` and `timesteps` of a continuation config (fine-tune).
 
         The models, scheduler and data stay this stage's: a continuation trains the same
         weights on, so only how it trains may differ.
         """
-        raw, src = read_yaml(path), str(path)
         _check_sections(raw, {"train", "timesteps", "passes"}, src)
         return dataclasses.replace(
             self, train=from_section(TrainConfig, raw.get("train"), f"{src}: train"),
             timesteps=from_section(Timesteps, raw.get("timesteps"), f"{src}: timesteps"))
 
-    def reworded(self, path: str | Path) -> UNetStage:
-        """This stage with the `train` and `data` of a wording or pairs YAML (stages 4 and 5).
+    def reworded(self, raw: dict[str, Any], src: str) -> UNetStage:
+        """This stage with the `train` and `data` of a wording or pairs config.
 
         `data` fields override this stage's (vary_wording, two_object_share); timesteps are
         drawn uniformly.
         """
-        raw, src = read_yaml(path), str(path)
         _check_sections(raw, {"train", "data"}, src)
         fields = {**dataclasses.asdict(self.data), **(raw.get("data") or {})}
         data = from_section(ShapesData, fields, f"{src}: data")
@@ -137,14 +138,12 @@ class UNetStage:
             train=from_section(TrainConfig, raw.get("train"), f"{src}: train"))
 
 
-def finetune_pass_count(path: str | Path | None, passes: int | None = None) -> int:
-    """How many passes stage 3 runs: `passes` if given, else the YAML's `passes` (default 1)."""
-    source = "finetune_passes" if passes is not None else f"{path}: passes"
-    if passes is None:
-        passes = read_yaml(path).get("passes", 1)
-    # Checked for the override too: zero passes would skip stage 3 without a word.
+def finetune_pass_count(raw: dict[str, Any], src: str) -> int:
+    """How many passes the fine-tune stage runs: its config's `passes` (default 1)."""
+    passes = raw.get("passes", 1)
+    # Zero passes would skip the stage without a word.
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f"{source}={passes!r}: must be a whole number >= 1")
+        raise ValueError(f"{src}: passes={passes!r}: must be a whole number >= 1")
     return passes
 
 
@@ -168,9 +167,8 @@ def first_batches(stages: Sequence[UNetStage]) -> list[int]:
     return list(itertools.accumulate((s.train.steps for s in stages[:-1]), initial=0))
 
 
-def read_train_section(path: str | Path) -> TrainConfig:
-    """The `train` section of a YAML holding nothing else (stage 0's config)."""
-    raw, src = read_yaml(path), str(path)
+def train_section(raw: dict[str, Any], src: str) -> TrainConfig:
+    """The `train` section of a config holding nothing else (the text stage's)."""
     _check_sections(raw, {"train"}, src)
     return from_section(TrainConfig, raw.get("train"), f"{src}: train")
 

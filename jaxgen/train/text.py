@@ -26,9 +26,10 @@ import numpy as np
 import optax
 
 from jaxgen.models import CLIPTextModel
+from jaxgen.models.init import init_params
 from jaxgen.shapes import COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
-from jaxgen.train.data import ShapesData, scene_seeds, training_caption
-from jaxgen.train.init import init_params
+from jaxgen.shapes.split import ShapesData
+from jaxgen.train.data import scene_seeds, training_caption
 from jaxgen.train.vae import LossFn
 from jaxgen.weights.tokenizer import tokenize
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.models import AutoencoderKL
-from jaxgen.train.init import init_params
+from jaxgen.models.init import init_params
 
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 

@@ -9,12 +9,11 @@ the scene (colour, shape, size, position, relation, "background", "of") always s
 prompt parser reads the varied caption as the original (tests/test_train.py checks this).
 
 A varied caption can by chance take the form of a template that training holds out for the
-evaluation; `template_pattern` lets the data reject those (jaxgen.train.data.ShapesData).
+evaluation; `template_pattern` lets the data reject those (jaxgen.shapes.split.ShapesData).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 
 import numpy as np
@@ -44,14 +43,6 @@ def vary_wording(text: str, rng: np.random.Generator) -> str:
         kept.pop()
     text = " ".join(kept).replace(" ,", ",").replace(" ;", ";")
     return re.sub(r"\b(an?) (?=\w)", _article_for, text)
-
-
-@functools.cache  # the data asks it of every reworded training caption
-def template_pattern(template: str) -> re.Pattern[str]:
-    """A regex whose fullmatch is every caption `template` writes (any fields, "a" or "an")."""
-    literals = [re.sub(r"\ba(?=\\ )", "an?", re.escape(part))
-                for part in re.split(r"\{\w+\}", template)]
-    return re.compile("[a-z ]+?".join(literals))
 
 
 def _article_for(match: re.Match) -> str:
