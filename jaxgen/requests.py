@@ -52,7 +52,7 @@ class RequestError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class GenerationRequest:
     """What to generate. Fields that change array shapes are marked (shape); requests
-    share a compiled program when their jaxgen.engine.spec.SamplingSpec is equal."""
+    share a compiled program when their jaxgen.engine.grouping.SamplingSpec is equal."""
 
     prompt: str
     negative_prompt: str = ""

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A name is a subpackage or top-level module of jaxgen.
 LAYERS = (
     {"requests"},  # the request schema and its errors: the words every layer speaks
-    {"models", "shapes", "schedulers", "default_model"},
+    {"models", "shapes", "schedulers", "default_model", "logs"},
     {"weights"},
     {"engine", "images"},
     {"dataset", "eval"},
@@ -36,9 +36,16 @@ def _modules() -> dict[str, Path]:
 
 
 def _imported(path: Path) -> list[tuple[str, int]]:
-    """(dotted name, line) of every absolute import in the file, functions' own included."""
+    """(dotted name, line) of every absolute import in the file, functions' own included;
+    not those under `if TYPE_CHECKING:`, which never run."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
         elif isinstance(node, ast.Import):

@@ -13,10 +13,10 @@ import pytest
 from jaxgen.engine.decode import decode_latents
 from jaxgen.engine.denoise import DenoiseStep, predicted_clean_latents
 from jaxgen.engine.generator import Generator
+from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import make_mesh
-from jaxgen.engine.spec import SamplingSpec
 from jaxgen.requests import GenerationRequest
 from jaxgen.weights.model_dir import load_model
 from jaxgen.weights.tokenizer import tokenize

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
-from jaxgen.engine.spec import SamplingSpec
 from jaxgen.weights.model_dir import load_model
 from jaxgen.weights.tokenizer import tokenize
 

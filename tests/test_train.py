@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
+from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
-from jaxgen.engine.spec import SamplingSpec
 from jaxgen.models import (
     AutoencoderKL,
     CLIPTextConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,10 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The wheel built from this checkout, unpacked alone into a folder of its own."""
+    """The wheel built from a copy of this checkout (no stale build/ folder can leak into it),
+    unpacked alone into a folder of its own."""
+    source = tmp_path_factory.mktemp("source") / "jaxgen"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "out", "runs", "*.egg-info", "__pycache__", ".*_cache"))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(dist), str(ROOT)], check=True, capture_output=True)
+                    "-q", "-w", str(dist), str(source)], check=True, capture_output=True)
     (wheel,) = dist.glob("jaxgen-*.whl")
     target = tmp_path_factory.mktemp("site")
     zipfile.ZipFile(wheel).extractall(target)

@@ -21,7 +21,7 @@ from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
 from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
-from jaxgen.engine.spec import SamplingSpec
+from jaxgen.engine.grouping import SamplingSpec
 
 if TYPE_CHECKING:
     from jaxgen.engine.types import GeneratedImage

@@ -25,10 +25,10 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
+from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
-from jaxgen.engine.spec import SamplingSpec
 from jaxgen.engine.types import GeneratedImage
 from jaxgen.requests import GenerationRequest, stable_seed, validate_request
 from jaxgen.weights.model_dir import DiffusionModel, load_model

@@ -25,8 +25,8 @@ from jaxgen.engine.denoise import (
     item_keys,
 )
 from jaxgen.engine.encode import encode_prompts
+from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs
-from jaxgen.engine.spec import SamplingSpec
 from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
 from jaxgen.models.layers import attention_implementation
 from jaxgen.schedulers import Sampler, SchedulerConfig, make_sampler

@@ -1,11 +1,8 @@
-"""The two specs: which compiled program a request needs, and how to build a Generator.
+"""GeneratorSpec: the picklable recipe a Beam pipeline ships to its workers.
 
-`SamplingSpec.of(request)` is the one grouping rule for "same compiled program": the
-Generator batches by it and a shard orders its rows by it. `GeneratorSpec` is the picklable
-recipe a Beam pipeline ships to its workers; they call `build()` once per process (through
-Beam's `Shared`), so the weights are loaded and placed on the devices once, however many
-shards the process generates. This module imports neither JAX nor the weights at import
-time, so the dataset planner can use it.
+Workers call `build()` once per process (through Beam's `Shared`), so the weights are loaded
+and placed on the devices once, however many shards the process generates. This module
+imports neither JAX nor the weights at import time, so the dataset planner can use it.
 """
 
 from __future__ import annotations
@@ -13,27 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from jaxgen.requests import GenerationRequest
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class SamplingSpec:
-    """The shape-changing choices: requests with equal specs share one compiled program.
-
-    Ordered field by field, so sorting by it groups a shard's rows by program.
-    """
-
-    height: int
-    width: int
-    steps: int  # the loop length is static
-    sampler: str  # a different step function
-
-    @classmethod
-    def of(cls, request: GenerationRequest) -> SamplingSpec:
-        return cls(request.height, request.width, request.steps, request.sampler)
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,7 +106,7 @@ class JaxgenSystem:
         """XLA's counts: the whole program (loop body once) and each part per image."""
         import jax.numpy as jnp
 
-        from jaxgen.engine.spec import SamplingSpec
+        from jaxgen.engine.grouping import SamplingSpec
         from scripts.bench.flops import attention_matmul_flops, unet_flops
 
         c, gen = self.cfg, self._generator(batch)

@@ -1,0 +1,30 @@
+"""Which requests share one compiled program: `SamplingSpec.of(request)`, the one rule.
+
+The Generator batches by it and a shard orders its rows by it. No JAX here, so the dataset
+planner can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jaxgen.requests import GenerationRequest
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class SamplingSpec:
+    """The shape-changing choices: requests with equal specs share one compiled program.
+
+    Ordered field by field, so sorting by it groups a shard's rows by program.
+    """
+
+    height: int
+    width: int
+    steps: int  # the loop length is static
+    sampler: str  # a different step function
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> SamplingSpec:
+        return cls(request.height, request.width, request.steps, request.sampler)
