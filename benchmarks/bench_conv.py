@@ -1,7 +1,7 @@
 """Where jaxgen's train step loses to PyTorch on CPU: one 3x3 conv, forward and both gradients.
 
-    .venv/bin/python scripts/bench_conv.py            # the default model's UNet conv shapes
-    .venv/bin/python scripts/bench_conv.py --batch 16 --by-hand   # + kernel gradients by hand
+    .venv/bin/python -m benchmarks.bench_conv            # the default model's UNet conv shapes
+    .venv/bin/python -m benchmarks.bench_conv --batch 16 --by-hand   # + kernel gradients by hand
 
 For each (side, in channels, out channels) at batch 32 (stage 2's): XLA's convolution
 forward, its input gradient and its kernel gradient (each jitted alone), against PyTorch's
@@ -15,12 +15,8 @@ docs/benchmarks.md ("Training") holds the figures.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts.bench.systems import _best_and_median  # noqa: E402
+from benchmarks.harness.timing import best_and_median
 
 # The default model's UNet: 16x16 at 64 channels (and the skip concatenations into it), 8x8
 # and 4x4 at 128.
@@ -30,7 +26,7 @@ SHAPES = ((16, 64, 64), (16, 192, 64), (16, 128, 128), (8, 128, 128), (8, 256, 1
 
 def _median_ms(fn, repeats: int) -> float:
     fn()  # compile / oneDNN primitive creation
-    return 1e3 * _best_and_median(fn, repeats)[1]
+    return 1e3 * best_and_median(fn, repeats)[1]
 
 
 def kernel_grad_by_slices(x, dy):

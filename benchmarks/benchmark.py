@@ -1,9 +1,9 @@
 """jaxgen against diffusers on the same weights, and against the machine's matmul peak.
 
-    .venv/bin/python scripts/benchmark.py                 # CPU: small + sd15 (~5-10 min)
-    .venv/bin/python scripts/benchmark.py --quick         # CPU: small only (~1 min)
-    .venv/bin/python scripts/benchmark.py --device gpu    # SD 1.5 512x512, 50 steps, bf16/fp16
-    .venv/bin/python scripts/benchmark.py --device gpu --dry-run-on-cpu   # the GPU path, tiny
+    .venv/bin/python -m benchmarks.benchmark                 # CPU: small + sd15 (~5-10 min)
+    .venv/bin/python -m benchmarks.benchmark --quick         # CPU: small only (~1 min)
+    .venv/bin/python -m benchmarks.benchmark --device gpu    # SD 1.5 512x512, 50 steps, bf16/fp16
+    .venv/bin/python -m benchmarks.benchmark --device gpu --dry-run-on-cpu   # the GPU path, tiny
 
 Each system runs in its own process (peak RSS is its own); their timed repeats interleave
 (the idle one waits on its stdin), after a warm-up call at each batch size. Writes a JSON
@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts.bench.driver import Worker, run_once  # noqa: E402
-from scripts.bench.models import model_dir  # noqa: E402
-from scripts.bench.report import environment, markdown, plot  # noqa: E402
+from benchmarks.harness.driver import Worker, run_once
+from benchmarks.harness.models import model_dir
+from benchmarks.harness.report import environment, markdown, plot
 
 # case -> settings; the same scheduler, steps, guidance, size and batch go to both systems.
 CPU_CASES = {

@@ -1,11 +1,11 @@
 """One system under test in its own process, driven line by line over stdin/stdout.
 
-    python scripts/bench/worker.py SYSTEM CONFIG_JSON     (SYSTEM: jaxgen | diffusers | peak)
+    python benchmarks/harness/worker.py SYSTEM CONFIG_JSON     (SYSTEM: jaxgen | diffusers | peak)
 
 Its own process so that ru_maxrss is that system's peak alone; driven by the parent so that
 the two systems' repeats interleave (each waits on stdin while the other runs). Requests are
 JSON lines {"op": ..., ...}; each reply is one line starting with REPLY, other output is noise
-from the libraries. `python scripts/bench/worker.py warmstart CONFIG_JSON` is a one-shot
+from the libraries. `python benchmarks/harness/worker.py warmstart CONFIG_JSON` is a one-shot
 process that times a fresh start (import, load, first image) against a filled compile cache.
 """
 
@@ -31,8 +31,10 @@ def main() -> None:
         flags.append(f"{count}={config['host_devices']}")
     os.environ["XLA_FLAGS"] = " ".join(f for f in flags if f)  # before the first jax import
     sys.path.insert(0, config["repo"])
-    from scripts.bench import systems
-
+    if system.startswith("train_"):
+        from benchmarks.harness import train_systems as systems
+    else:
+        from benchmarks.harness import systems
     runner = systems.make(system, config)
     if system == "warmstart":
         _reply(runner.first_image(START))

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.worker import REPLY
+from benchmarks.harness.worker import REPLY
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER = REPO / "scripts" / "bench" / "worker.py"
+WORKER = REPO / "benchmarks" / "harness" / "worker.py"
 
 
 class WorkerError(RuntimeError):

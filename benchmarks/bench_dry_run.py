@@ -1,6 +1,6 @@
 """Dry run (validate + plan, no generation) over a 1,000,000-row JSONL: rows/s and peak RSS.
 
-    .venv/bin/python scripts/bench_dry_run.py [--rows 1000000] [--runner-mode in_memory]
+    .venv/bin/python -m benchmarks.bench_dry_run [--rows 1000000] [--runner-mode in_memory]
 
 The manifest has an id on every row (the duplicate-id pass then has the most to do) and
 a bad row every 1,000 rows (so rejects are written too). Peak RSS is ru_maxrss of this
@@ -14,15 +14,12 @@ import json
 import logging
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jaxgen.beam.pipeline import run_pipeline  # noqa: E402
-from jaxgen.dataset.config import JobConfig  # noqa: E402
+from jaxgen.beam.pipeline import run_pipeline
+from jaxgen.dataset.config import JobConfig
 
 
 def write_manifest(path: Path, rows: int) -> None:

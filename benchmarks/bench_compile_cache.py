@@ -1,6 +1,6 @@
 """Time to the first image in a fresh process, with a cold and then a warm compile cache.
 
-    python scripts/bench_compile_cache.py [--model DIR] [--size 64] [--steps 25]
+    python -m benchmarks.bench_compile_cache [--model DIR] [--size 64] [--steps 25]
 
 Runs the same generation in two child processes that share a new, empty cache directory:
 the first compiles and fills it, the second should load the program from it.

@@ -1,6 +1,6 @@
 """Pipeline throughput vs the bare Generator, same model, requests and batch.
 
-    python scripts/bench_pipeline.py [--model DIR] [--rows 64] [--steps 10] [--shard-size 16]
+    python -m benchmarks.bench_pipeline [--model DIR] [--rows 64] [--steps 10] [--shard-size 16]
 
 The bare run times Generator.generate over all requests (after a warm-up batch, so no
 compile inside). The pipeline run is `jaxgen generate` (FnApiRunner, in-process) on a

@@ -1,8 +1,8 @@
 """What a UNet variant's stage-2 train step costs on this machine, and where the time goes.
 
-    .venv/bin/python scripts/bench_unet_step.py                 # the default model's UNet
-    .venv/bin/python scripts/bench_unet_step.py '{"block_out_channels": [32, 64, 128, 128]}'
-    .venv/bin/python scripts/bench_unet_step.py --profile '{}'  # time by UNet block
+    .venv/bin/python -m benchmarks.bench_unet_step                 # the default model's UNet
+    .venv/bin/python -m benchmarks.bench_unet_step '{"block_out_channels": [32, 64, 128, 128]}'
+    .venv/bin/python -m benchmarks.bench_unet_step --profile '{}'  # time by UNet block
 
 Each argument is a JSON object of UNet config fields (diffusers' names) that replace the
 default model's (or --model's); the variant gets fresh weights and is trained on with
@@ -24,15 +24,12 @@ import gzip
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jaxgen.engine.sharding import use_all_cpu_cores  # noqa: E402
+from jaxgen.engine.sharding import use_all_cpu_cores
 
 BLOCK = re.compile(r"(down_blocks_\d|up_blocks_\d|mid_block|conv_in|conv_out|time_embedding"
                    r"|AutoencoderKL|CLIPTextModel)")
@@ -43,13 +40,13 @@ def variant_step(model_dir: str, overrides: dict[str, Any], batch: int = 32):
     import jax
     import numpy as np
 
+    from benchmarks.harness.train_systems import stage2_batches, stage2_train_config
     from jaxgen.models import UNet2DConditionModel
     from jaxgen.schedulers import SchedulerConfig
     from jaxgen.train.diffusion import diffusion_loss_fn, init_denoiser
     from jaxgen.train.loop import data_mesh, make_train_step, shard_train_step
     from jaxgen.train.state import create_state
     from jaxgen.weights.model_dir import load_model
-    from scripts.bench.train_systems import _batches, stage2_train_config
 
     model = load_model(model_dir)
     cfg = stage2_train_config()
@@ -64,7 +61,7 @@ def variant_step(model_dir: str, overrides: dict[str, Any], batch: int = 32):
     state = step.place_state(create_state(
         {"unet": unet_params}, cfg,
         frozen={"vae": frozen["vae"], "text_encoder": frozen["text_encoder"]}))
-    batches = [step.place_batch(b) for b in _batches({"batch": batch, "distinct": 4},
+    batches = [step.place_batch(b) for b in stage2_batches({"batch": batch, "distinct": 4},
                                                       model.tokenizer)]
     return step, state, batches, sum(x.size for x in jax.tree.leaves(unet_params))
 

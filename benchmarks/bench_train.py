@@ -1,11 +1,11 @@
 """Training speed: jaxgen's stage-2 train step against diffusers' on the same weights.
 
-    .venv/bin/python scripts/bench_train.py                  # default model, batch 32 (~5 min)
-    .venv/bin/python scripts/bench_train.py --rounds 2 --steps 3      # a quick look
-    .venv/bin/python scripts/bench_train.py --host-devices 1 2        # jaxgen on 1 and 2 devices
-    .venv/bin/python scripts/bench_train.py --precision float32 bfloat16   # and in bfloat16
+    .venv/bin/python -m benchmarks.bench_train                  # default model, batch 32 (~5 min)
+    .venv/bin/python -m benchmarks.bench_train --rounds 2 --steps 3      # a quick look
+    .venv/bin/python -m benchmarks.bench_train --host-devices 1 2        # jaxgen on 1 and 2 devices
+    .venv/bin/python -m benchmarks.bench_train --precision float32 bfloat16   # and in bfloat16
 
-Each system runs in its own process (scripts/bench/train_systems.py: the UNet of --model
+Each system runs in its own process (benchmarks/harness/train_systems.py: the UNet of --model
 trained on, its VAE and text encoder frozen, AdamW + clipping + EMA), on the same batches;
 their timed rounds interleave. `--precision bfloat16` adds each system in bfloat16 compute
 with float32 weights (jaxgen's `precision: bfloat16`, diffusers under `torch.autocast`, as its
@@ -29,13 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jaxgen.engine.sharding import cpu_device_count  # noqa: E402
-from jaxgen.train.config import PRECISIONS as TRAIN_PRECISIONS  # noqa: E402
-from scripts.bench.driver import Worker  # noqa: E402
-from scripts.bench.report import environment  # noqa: E402
-from scripts.bench.train_systems import stage2_train_config  # noqa: E402
+from benchmarks.harness.driver import Worker
+from benchmarks.harness.report import environment
+from benchmarks.harness.train_systems import stage2_train_config
+from jaxgen.engine.sharding import cpu_device_count
+from jaxgen.train.config import PRECISIONS as TRAIN_PRECISIONS
 
 # jaxgen's explicit compute precisions (its "auto" is float32 on a CPU)
 PRECISIONS = tuple(p for p in TRAIN_PRECISIONS if p != "auto")

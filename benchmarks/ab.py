@@ -1,6 +1,6 @@
 """A/B of jaxgen variants (XLA flags, host devices, dtype) on one model, repeats interleaved.
 
-    .venv/bin/python -m scripts.bench.ab --case small --batches 1,8,16 --variant base: \\
+    .venv/bin/python -m benchmarks.ab --case small --batches 1,8,16 --variant base: \\
         --variant 2dev:host_devices=2 \\
         --variant vw512:xla_flags=--xla_cpu_prefer_vector_width=512
 
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from scripts.bench.driver import Worker  # noqa: E402
-from scripts.bench.models import model_dir  # noqa: E402
+from benchmarks.harness.driver import Worker
+from benchmarks.harness.models import model_dir
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

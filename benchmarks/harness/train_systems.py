@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.timing import PeakSystem, torch_matmul
+
 STAGE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "shapes_unet.yaml"
 
 
@@ -28,7 +30,7 @@ def make(system: str, config: dict[str, Any]):
     return {"train_jaxgen": JaxgenTrain, "train_diffusers": DiffusersTrain}[system](config)
 
 
-def _batches(config: dict[str, Any], tokenizer: Any) -> list[dict[str, Any]]:
+def stage2_batches(config: dict[str, Any], tokenizer: Any) -> list[dict[str, Any]]:
     """`config["distinct"]` batches of stage 2's data, built before timing (the loop builds
     each while the previous step runs; it takes ~6 ms of a ~0.8 s step here)."""
     from jaxgen.train.data import ShapesData, shapes_batch
@@ -91,7 +93,7 @@ class JaxgenTrain(_Timed):
         frozen = {"vae": p["vae"], "text_encoder": p["text_encoder"]}
         self.state = self.step.place_state(
             create_state({"unet": p["unet"]}, cfg, frozen=frozen))
-        batches = _batches(config, model.tokenizer)
+        batches = stage2_batches(config, model.tokenizer)
         self.batches = [self.step.place_batch(b) for b in batches]
         # what one UNet call sees, for FLOP cross-checks
         self.facts = {"latent_side": batches[0]["images"].shape[1] // model.vae.downscale,
@@ -115,8 +117,6 @@ class JaxgenTrain(_Timed):
         return {"flops_per_step": float(cost["flops"]) * self.step.mesh.size}
 
     def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
-        from scripts.bench.systems import PeakSystem
-
         return PeakSystem({"device": "cpu", "dtype": dtype}).matmul(repeats)
 
 
@@ -151,7 +151,7 @@ class DiffusersTrain(_Timed):
             self.opt, lambda s: min(1.0, s / cfg.warmup_steps))
         self.batches = [{"images": torch.from_numpy(b["images"]).permute(0, 3, 1, 2).contiguous(),
                          "input_ids": torch.from_numpy(b["input_ids"]).long()}
-                        for b in _batches(config, tokenizer)]
+                        for b in stage2_batches(config, tokenizer)]
         self.done = 0
 
     def _step(self, batch: dict[str, Any]) -> float:
@@ -183,6 +183,4 @@ class DiffusersTrain(_Timed):
             self.done += 1
 
     def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
-        from scripts.bench.systems import torch_matmul
-
         return torch_matmul(self.torch, getattr(self.torch, dtype), "cpu", repeats)

@@ -12,17 +12,15 @@ import math
 import time
 from typing import Any
 
+from benchmarks.harness.timing import PeakSystem, best_and_median, torch_matmul
+
 PROMPTS = ["a red circle on a blue background", "a green square", "a photo of a blue triangle",
            "a red square on a green background", "a blue circle", "a green triangle on a red"
            " background", "a photo of a red triangle", "a square on a blue background"]
 
 
 def make(system: str, config: dict[str, Any]):
-    """`diffusers_1t`: diffusers with one thread (see threads_for); `train_*`: train_systems."""
-    if system.startswith("train_"):
-        from scripts.bench import train_systems
-
-        return train_systems.make(system, config)
+    """`diffusers_1t`: diffusers with one thread (see threads_for)."""
     if system.startswith("diffusers_") and system.endswith("t"):
         return DiffusersSystem({**config, "threads": int(system[len("diffusers_"):-1])})
     return {"jaxgen": JaxgenSystem, "diffusers": DiffusersSystem, "peak": PeakSystem,
@@ -31,16 +29,6 @@ def make(system: str, config: dict[str, Any]):
 
 def prompts(batch: int, offset: int = 0) -> list[str]:
     return [PROMPTS[(i + offset) % len(PROMPTS)] for i in range(batch)]
-
-
-def _best_and_median(fn, repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[0], times[len(times) // 2]
 
 
 class JaxgenSystem:
@@ -106,8 +94,8 @@ class JaxgenSystem:
         """XLA's counts: the whole program (loop body once) and each part per image."""
         import jax.numpy as jnp
 
+        from benchmarks.harness.flops import attention_matmul_flops, unet_flops
         from jaxgen.engine.sampling import SamplingSpec
-        from scripts.bench.flops import attention_matmul_flops, unet_flops
 
         c, gen = self.cfg, self._generator(batch)
         spec = SamplingSpec(c["size"], c["size"], c["steps"], c["sampler"])
@@ -157,7 +145,7 @@ class JaxgenSystem:
         fn = self.jax.jit(lambda p, x, k: unet_m.apply({"params": p}, x, jnp.array(500), k))
         params = gen.params["unet"]
         fn(params, x, ctx).block_until_ready()
-        best, median = _best_and_median(lambda: fn(params, x, ctx).block_until_ready(), repeats)
+        best, median = best_and_median(lambda: fn(params, x, ctx).block_until_ready(), repeats)
         return {"best_s": best, "median_s": median}
 
     def matmul(self, repeats: int) -> dict[str, Any]:
@@ -236,52 +224,11 @@ class DiffusersSystem:
             self._sync()
 
         run()
-        best, median = _best_and_median(run, repeats)
+        best, median = best_and_median(run, repeats)
         return {"best_s": best, "median_s": median}
 
     def matmul(self, repeats: int) -> dict[str, Any]:
         return torch_matmul(self.torch, self.dtype, self.device, repeats)
-
-
-def torch_matmul(torch: Any, dtype: Any, device: str, repeats: int) -> dict[str, Any]:
-    """PyTorch's best square-matmul rate: 2048^2 on CPU, 8192^2 on CUDA."""
-    n = 2048 if device == "cpu" else 8192
-    a = torch.ones(n, n, dtype=dtype, device=device)
-
-    def run() -> None:
-        a @ a
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    run()
-    best, _ = _best_and_median(run, repeats)
-    return {"flops_per_s": 2 * n**3 / best, "n": n, "dtype": str(dtype)}
-
-
-class PeakSystem:
-    """The machine's limit as JAX sees it: the best square matmul rate over a few sizes."""
-
-    def __init__(self, config: dict[str, Any]):
-        import jax
-
-        self.cfg, self.jax = config, jax
-
-    def matmul(self, repeats: int) -> dict[str, Any]:
-        import jax.numpy as jnp
-
-        gpu = self.cfg["device"] == "gpu" and self.jax.default_backend() == "gpu"
-        dtype = jnp.dtype(self.cfg["dtype"])
-        sizes = (4096, 8192) if gpu else (1024, 2048)
-        best_rate, best_n = 0.0, 0
-        for n in sizes:
-            a = jnp.ones((n, n), dtype)
-            fn = self.jax.jit(lambda a: a @ a)
-            fn(a).block_until_ready()
-            best, _ = _best_and_median(lambda: fn(a).block_until_ready(), repeats)  # noqa: B023
-            if 2 * n**3 / best > best_rate:
-                best_rate, best_n = 2 * n**3 / best, n
-        return {"flops_per_s": best_rate, "n": best_n, "dtype": dtype.name,
-                "devices": len(self.jax.local_devices())}
 
 
 def _count(choices: list[tuple[str, int]]) -> dict[str, int]:
