@@ -1,11 +1,11 @@
 """Train stage 2 from scratch on a restricted family of scenes; watch whether position is learned.
 
-    python scripts/position_experiment.py --family one-object --steps 600 --zero-outputs
+    python -m research.shapes.position_experiment --family one-object --steps 600 --zero-outputs
 
 A small lab for the default model's position failure (docs/default-model.md, "Where position
-fails"). It trains a fresh text encoder + UNet with the shipped model's configs and frozen VAE,
-on timesteps in [--t-min, 999] only (the first sampling steps, where the layout is decided),
-and every --every steps prints:
+fails"). It trains a fresh text encoder + UNet with the shipped model's configs and
+frozen VAE, on timesteps in [--t-min, 999] only (the first sampling steps, where the layout is
+decided), and every --every steps prints:
 
 - the loss and the gradient norms of the UNet and of the text encoder (is the caption used?);
 - the hit rate of the clean-image estimate at t = 999 for "a large <colour> square <position>
@@ -25,7 +25,7 @@ templates given by --templates are used for one-object scenes (`all` uses the tr
 Each step's batch is a function of the step, as in `jaxgen train`. With --init-from-model it
 fine-tunes the model's own text encoder + UNet instead (how stage 3, layout, was chosen):
 
-    python scripts/position_experiment.py --init-from-model --family all --t-min 950 \
+    python -m research.shapes.position_experiment --init-from-model --family all --t-min 950 \
         --lr 3e-4 --steps 1000
 """
 
@@ -35,7 +35,8 @@ import argparse
 import time
 
 import numpy as np
-from probe_position import spread  # scripts/ is on sys.path when run as a script
+
+from research.shapes.probe_position import spread
 
 FAMILIES = ("position", "position-colour", "one-object", "all", "relation")
 PROBE_COLOURS = ("red", "blue", "green", "black")

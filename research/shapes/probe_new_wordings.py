@@ -1,6 +1,7 @@
 """Do models follow phrasings that neither training nor the evaluation ever wrote?
 
-    python scripts/probe_new_wordings.py --model jaxgen/assets/default-model [--model OTHER ...]
+    python -m research.shapes.probe_new_wordings --model jaxgen/assets/default-model \\
+        [--model OTHER ...]
 
 The evaluation's held-out wordings are two templates. These are seven more, written by hand
 for this probe (2026-11-24) and used nowhere else: not in training, not in the wording

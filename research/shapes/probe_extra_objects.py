@@ -1,6 +1,6 @@
 """At which sampling step does a two-object prompt's extra (third) object appear?
 
-    python scripts/probe_extra_objects.py --model jaxgen/assets/default-model
+    python -m research.shapes.probe_extra_objects --model jaxgen/assets/default-model
 
 Runs the ShapesEval two-object prompts (same seeds and noise as `jaxgen eval`) through the
 sampler one step at a time, decodes the guided clean-image estimate of every step, and counts

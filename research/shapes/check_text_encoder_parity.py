@@ -1,6 +1,7 @@
 """jaxgen's CLIP text encoder against transformers' on a model directory's own weights.
 
-    python scripts/check_text_encoder_parity.py jaxgen/assets/default-model [OTHER_MODEL ...]
+    python -m research.shapes.check_text_encoder_parity jaxgen/assets/default-model \\
+        [OTHER_MODEL ...]
 
 Both in float32, on the first N evaluation prompts: the largest absolute difference in the last
 hidden state (what the UNet reads) and the largest magnitude there, for scale.

@@ -1,6 +1,6 @@
 """Check the shapes analyser on many rendered scenes: clean, with Gaussian noise, and blurred.
 
-Usage: python scripts/check_shapes_analyser.py [--seeds 10000] [--sigma 8] [--blur 1.2]
+Usage: python -m research.shapes.check_shapes_analyser [--seeds 10000] [--sigma 8] [--blur 1.2]
 Prints the exact-recovery rate on clean renders and on noisy renders, the shapes read right on
 blurred renders (soft edges, as a VAE decodes them), and the joint score of each scene's own
 caption; exits non-zero if any clean scene is misread.

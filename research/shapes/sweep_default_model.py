@@ -1,6 +1,6 @@
 """ShapesEval of a model over guidance scales and step counts (the model card's sweep table).
 
-    python scripts/sweep_default_model.py --model jaxgen/assets/default-model \
+    python -m research.shapes.sweep_default_model --model jaxgen/assets/default-model \
         --guidance 1 1.5 2 2.5 3 3.5 4 --steps 10 25 50 --out runs/sweep
 
 Runs `jaxgen eval`'s evaluate_model (no FD) once per (guidance at 25 steps) and

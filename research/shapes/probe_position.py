@@ -1,6 +1,6 @@
 """Does a shapes model place objects where the prompt says, from the very first sampling step?
 
-    python scripts/probe_position.py --model jaxgen/assets/default-model
+    python -m research.shapes.probe_position --model jaxgen/assets/default-model
 
 At t = 999 the latent is pure noise, so whatever position the model's clean-image estimate
 shows there comes from the prompt alone. For each of the 9 grid positions and several noises,

@@ -1,6 +1,7 @@
 """How a model's ShapesEval prompts fail: object counts, shape confusions, relation parts.
 
-    python scripts/diagnose_default_model.py --model jaxgen/assets/default-model --out runs/diagnose
+    python -m research.shapes.diagnose_default_model --model jaxgen/assets/default-model \\
+        --out runs/diagnose
 
 Generates the `jaxgen eval` prompts with jaxgen's sampler (same seeds, so the images are the
 evaluation's own), or with --reconstruction passes each prompt's own rendered scene through

@@ -1,6 +1,6 @@
 """Does stage 0's text encoder read the evaluation's held-out wordings? Its own readout says.
 
-    python scripts/probe_text_readout.py --work-dir runs/shapes-default
+    python -m research.shapes.probe_text_readout --work-dir runs/shapes-default
 
 Stage 0 trains the text encoder with a linear readout of every attribute the caption states
 (jaxgen.train.text.SceneHead). This restores the stage's latest checkpoint (EMA weights, the

@@ -1,7 +1,8 @@
 """Are two `jaxgen train` checkpoints of the same step bit-identical? Or a checkpoint and a model?
 
-    python scripts/compare_checkpoints.py runs/a/unet/checkpoints/250 runs/b/unet/checkpoints/250
-    python scripts/compare_checkpoints.py runs/repro/vae/checkpoints/6000 --shipped vae
+    python -m research.shapes.compare_checkpoints runs/a/unet/checkpoints/250 \\
+        runs/b/unet/checkpoints/250
+    python -m research.shapes.compare_checkpoints runs/repro/vae/checkpoints/6000 --shipped vae
 
 With two checkpoints: restores both orbax TrainState checkpoints as plain arrays and compares
 every leaf (params, EMA params, optimiser state, step). Training batches and keys are functions

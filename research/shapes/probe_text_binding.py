@@ -1,6 +1,6 @@
 """Does a shapes model's text encoder say which colour is on the left (or top) of a pair?
 
-    python scripts/probe_text_binding.py --model jaxgen/assets/default-model
+    python -m research.shapes.probe_text_binding --model jaxgen/assets/default-model
 
 "a red circle right of a blue square" puts blue on the left: the colour of the left/top object
 depends on the relation word and on which object is named first together (binding). This
