@@ -11,7 +11,7 @@ backward, AdamW, EMA) on that model's VAE and text encoder, batch 32, over one X
 core as `jaxgen train` runs. Printed: parameters, XLA's FLOP count, seconds per step (median
 of --rounds rounds of 5 steps). With --profile, 3 more steps run under the JAX profiler and
 the ops' time is summed by the UNet block (or frozen model) they belong to.
-docs/benchmarks.md ("Where the train step's time goes") and docs/default-model.md ("A
+docs/benchmarks.md ("Where the train step's time goes") and docs/shapes-lab-notebook.md ("A
 narrower UNet") hold the figures.
 """
 

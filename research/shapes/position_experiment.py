@@ -2,8 +2,8 @@
 
     python -m research.shapes.position_experiment --family one-object --steps 600 --zero-outputs
 
-A small lab for the default model's position failure (docs/default-model.md, "Where position
-fails"). It trains a fresh text encoder + UNet with the shipped model's configs and
+A small lab for the default model's position failure (docs/shapes-lab-notebook.md, "Where
+position fails"). It trains a fresh text encoder + UNet with the shipped model's configs and
 frozen VAE, on timesteps in [--t-min, 999] only (the first sampling steps, where the layout is
 decided), and every --every steps prints:
 
