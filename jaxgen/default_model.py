@@ -10,8 +10,7 @@ from pathlib import Path
 PACKAGED = Path(__file__).resolve().parent / "assets" / "default-model"
 # The settings its model card recommends (and ShapesEval measures it at), chosen on the tuning
 # prompts. Guidance 2.5, not SD's usual 4-7.5: stronger guidance sharpens shapes but draws extra
-# objects in two-object scenes (the card's guidance tables: the model before stage 4 lost 6-7
-# points of two-object joint from 2.5 to 3.5-4).
+# objects in two-object scenes (docs/default-model.md, "Guidance and steps").
 RECOMMENDED = {"steps": 25, "sampler": "dpmpp_2m", "guidance": 2.5}
 # The size of the model card's ShapesEval: 128 one-object and 128 two-object prompts.
 EVAL_PROMPTS = 256

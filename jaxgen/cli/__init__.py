@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if args.command != "generate" and beam_args:
         parser.error(f"unrecognised arguments: {' '.join(beam_args)}")
-    # Every command, training and evaluation included, splits a CPU into one device per core
-    # (docs/benchmarks.md: a stage-2 train step 1.14x faster on 2 cores, sampling 1.3x).
+    # Every command, training and evaluation included, splits a CPU into one device per core:
+    # XLA's threads leave cores idle on small ops (docs/benchmarks.md, "One XLA device per core").
     from jaxgen.engine.sharding import use_all_cpu_cores
 
     use_all_cpu_cores()
