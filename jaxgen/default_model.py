@@ -12,8 +12,7 @@ PACKAGED = Path(__file__).resolve().parent / "assets" / "default-model"
 # The settings its model card recommends (and ShapesEval measures it at), chosen on the tuning
 # prompts, kept in the model directory (jaxgen.json) so that naming the model by its path gives
 # the same defaults. Guidance 2.5, not SD's usual 4-7.5: stronger guidance sharpens shapes but
-# draws extra objects in two-object scenes (the card's guidance tables: the model before
-# stage 4 lost 6-7 points of two-object joint from 2.5 to 3.5-4).
+# draws extra objects in two-object scenes (docs/default-model.md, "Guidance and steps").
 RECOMMENDED = json.loads((PACKAGED / "jaxgen.json").read_text())["recommended"] \
     if (PACKAGED / "jaxgen.json").is_file() else {}
 # The size of the model card's ShapesEval: 128 one-object and 128 two-object prompts.

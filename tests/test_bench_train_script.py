@@ -1,4 +1,4 @@
-"""scripts/bench_train.py runs both training systems on a tiny model and reports every figure.
+"""benchmarks/bench_train.py runs both training systems on a tiny model and reports every figure.
 
 Structure and sanity only: timings on a shared 2-core machine say nothing in a test.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import bench_train  # noqa: E402
+from benchmarks.harness.flops import unet_flops  # noqa: E402
 from jaxgen.models import UNetConfig  # noqa: E402
-from scripts import bench_train  # noqa: E402
-from scripts.bench.flops import unet_flops  # noqa: E402
 
 SUMMARY_KEYS = {"median_s_per_step", "best_s_per_step", "worst_s_per_step", "images_per_s",
                 "flops_per_s", "of_peak", "stage2_minutes"}

@@ -1,4 +1,4 @@
-"""scripts/bench_unet_step.py times a UNet variant's train step and attributes its ops to blocks.
+"""benchmarks/bench_unet_step.py times a UNet variant's train step and attributes its ops to blocks.
 
 Structure and sanity only: timings on a shared 2-core machine say nothing in a test.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import bench_unet_step  # noqa: E402
+from benchmarks import bench_unet_step  # noqa: E402
 
 
 def test_op_blocks_follows_metadata_into_fused_computations():

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py runs end to end on a tiny model and writes the report it promises.
+"""benchmarks/benchmark.py runs end to end on a tiny model and writes the report it promises.
 
 Structure only: timings on a shared 2-core machine say nothing in a test.
 """
@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import benchmark  # noqa: E402
+from benchmarks import benchmark  # noqa: E402
 
 ROW_KEYS = {"median_s", "min_s", "max_s", "images_per_s", "images_per_s_best", "loadavg"}
 FLOP_KEYS = {"flops_per_image", "xla_unet_flops_per_image_step", "xla_vae_flops_per_image",

@@ -30,7 +30,7 @@ from jaxgen.shapes import (
     render,
     sample_scene,
 )
-from jaxgen.train.data import TRAIN_SEED_LIMIT
+from jaxgen.shapes.split import TRAIN_SEED_LIMIT
 
 # Where a rendering "generator" puts the two objects of each relation (A, B).
 _PAIR_POSITIONS = {"left of": ("left", "right"), "right of": ("right", "left"),

@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = argv[:argv.index("--")] if "--" in argv else argv
     set_up_console(verbose="-v" in ours or "--verbose" in ours)
     args, beam_args = _parse(parser, sub, argv)
-    # Every command, training and evaluation included, splits a CPU into one device per core
-    # (docs/benchmarks.md: a stage-2 train step 1.14x faster on 2 cores, sampling 1.3x).
+    # Every command, training and evaluation included, splits a CPU into one device per core:
+    # XLA's threads leave cores idle on small ops (docs/benchmarks.md, "One XLA device per core").
     from jaxgen.engine.sharding import use_all_cpu_cores
 
     use_all_cpu_cores()

@@ -1,0 +1,1 @@
+"""Research code kept beside the product: probes and experiments, one folder per domain."""

@@ -1,0 +1,1 @@
+"""Probes and experiments behind the default model's decisions; see README.md."""
