@@ -1,7 +1,7 @@
 """Beam building blocks: the dataset pipeline's PTransforms and a RunInference handler.
 
 Names are imported on first use: `apache_beam.ml.inference` imports torch when it is
-installed (~1 s, ~200 MB per process), which a dataset pipeline's workers do not need.
+installed, a second and hundreds of MB per process, which a dataset pipeline's workers do not need.
 """
 
 from __future__ import annotations

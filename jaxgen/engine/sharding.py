@@ -26,7 +26,7 @@ def cpu_device_count(max_devices: int = 8) -> int:
 
 def use_all_cpu_cores(max_devices: int = 8) -> None:
     """On CPU, one XLA device per core (at most `max_devices`): a batch split over them keeps
-    every core busy (1.73x measured on 2 cores, docs/benchmarks.md). Entry points call this
+    every core busy (docs/benchmarks.md, "One XLA device per core"). Entry points call this
     before any JAX work; it does nothing if XLA_FLAGS sets a device count or JAX has started.
     Accelerator backends are unaffected."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):

@@ -33,7 +33,7 @@ class EvalSettings:
     steps: int = RECOMMENDED["steps"]
     sampler: str = RECOMMENDED["sampler"]  # jaxgen's name; diffusers uses the model's scheduler
     engine: str = "jaxgen"
-    compute_fd: bool = True  # the FD needs its classifier trained first (~1 min on 2 CPU cores)
+    compute_fd: bool = True  # the FD trains its feature classifier first
     batch_size: int = 32
     prompt_set: str = "eval"  # "tuning": the prompts that settings are chosen on
 

@@ -146,10 +146,10 @@ def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["gui
     """A Generate over jaxgen's Generator, in float32, batches of `batch_size` (the last one
     padded), each prompt's image drawn from its seed (image index 0).
 
-    Each batch is split over the local devices (as many as divide `batch_size`): on a CPU
-    split into one device per core, sampling runs 1.3x faster on 2 cores. The split changes
-    about one uint8 value in 100,000 against one device (the per-device programs round
-    differently); the default model's 256- and 1,024-prompt ShapesEval score identically.
+    Each batch is split over the local devices (as many as divide `batch_size`), so a CPU split
+    into one device per core keeps every core busy. The per-device programs round differently
+    from one device's, in rare uint8 values, never in a ShapesEval score measured so far
+    (docs/benchmarks.md, "One XLA device per core").
     `params` replace the model's (e.g. weights being trained).
     """
     if params is not None:

@@ -1,7 +1,7 @@
 """Fresh parameters drawn on the host with flax's default initialisers' distributions.
 
 Why not `module.init` under jit: XLA:CPU compiles one random-number program per parameter
-(~0.25 s each; a small UNet has hundreds), so a jitted init costs tens of seconds, while the
+(a small UNet has hundreds), so a jitted init is slow to compile, while the
 parameter tree itself comes free from jax.eval_shape. The distributions follow flax's
 defaults: lecun-normal kernels (truncated normal, variance 1/fan_in), zero biases, unit norm
 scales, embeddings with variance 1/features.

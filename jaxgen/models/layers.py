@@ -71,8 +71,8 @@ class Conv2d(nn.Module):
 
 def use_matmul(shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> bool:
     """On CPU, a conv with few output positions and many channels is faster as one matmul:
-    XLA turns a 3x3 conv at 2x2 into a kernel-reversed Eigen conv (SD 1.5 at 128 px: 177 ms
-    vs 4 ms as a matmul), and at <= 8x8 with >= 512 channels the matmul wins 1.2-3x."""
+    XLA turns a 3x3 conv at 2x2 into a kernel-reversed Eigen conv, and at <= 8x8 with >= 512
+    channels the matmul wins too (the figures: docs/benchmarks.md)."""
     if jax.default_backend() != "cpu":
         return False
     _, h, w, cin = shape

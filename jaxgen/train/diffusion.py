@@ -37,7 +37,7 @@ class Timesteps:
     [high_noise_from, T) with that probability instead: the highest noise levels are where the
     sampler's first steps decide the layout from the caption alone, and a uniform draw gives
     them a few percent of the training. The default model's stages draw uniformly; the
-    weighted draw taught position but drew two-object scenes worse (docs/default-model.md,
+    weighted draw taught position but drew two-object scenes worse (docs/shapes-lab-notebook.md,
     "How stage 3 was chosen").
     """
 
@@ -88,7 +88,7 @@ def zero_residual_outputs(unet_params: dict) -> dict:
     branches at zero, each block enters the output only as it learns something useful; in
     short runs on restricted scenes the caption's gradient then stays alive. In the first
     2400 steps of the full shapes recipe it was no better, so the shipped config keeps flax's
-    init (docs/default-model.md, "Why the caption is learned late").
+    init (docs/shapes-lab-notebook.md, "Why the caption is learned late").
     """
     def init(path: tuple, leaf):
         names = {str(getattr(k, "key", k)) for k in path}

@@ -78,7 +78,7 @@ class ShardedStep:
 def shard_train_step(step: StepFn, mesh: Mesh,
                      compiler_options: dict[str, Any] | None = None) -> ShardedStep:
     """jit `step` for `mesh`; `compiler_options` are XLA's (tests lower the optimisation
-    level, which compiles tiny models ~4x faster)."""
+    level, so tiny models compile faster)."""
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("data"))
     fn = jax.jit(step, in_shardings=(replicated, split), out_shardings=(replicated, replicated),

@@ -3,8 +3,8 @@
 Stable Diffusion's UNet learns on a text encoder that was pretrained (CLIP) and stays frozen.
 Trained jointly from scratch on the shapes data, the text encoder gets almost no gradient: the
 UNet shuts the caption out early and reads the noisy latent instead, so ShapesEval's colour
-accuracy is still 5% after 2000 of stage 2's steps (docs/default-model.md, "Why the caption
-is learned late"). This stage gives the encoder its own task first: from the EOS state (the
+accuracy stays near chance far into stage 2 (docs/shapes-lab-notebook.md, "Why the caption is
+learned late"). This stage gives the encoder its own task first: from the EOS state (the
 pooled output) predict every attribute the caption asks for, with a two-object scene stated
 left-to-right or top-to-bottom. That last part is binding: "a red circle right of a blue
 square" must put blue in the first slot, which needs the relation word and the word order
