@@ -31,8 +31,9 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxgen.schedulers import SchedulerConfig
-    from jaxgen.schedulers.tables import alphas_cumprod, predict_x0
+    from jaxgen.engine.denoise import DenoiseStep, guided_prediction, predicted_clean_latents
+    from jaxgen.engine.encode import encode_prompts
+    from jaxgen.schedulers import SchedulerConfig, make_sampler
     from jaxgen.shapes.captions import POSITION_AT
     from jaxgen.shapes.scene import COLOURS, POSITIONS
     from jaxgen.weights.model_dir import load_model
@@ -40,9 +41,13 @@ def main() -> None:
 
     model = load_model(args.model)
     unet, vae, text = model.modules()
+    # The engine's own encoding, guidance and x0 estimate, read at the sampler's first step.
     schedule = SchedulerConfig.from_dict(model.scheduler_config)
-    t = schedule.num_train_timesteps - 1
-    acp = float(alphas_cumprod(schedule)[t])
+    sampler = make_sampler(RECOMMENDED["sampler"], schedule, RECOMMENDED["steps"])
+    t = sampler.timesteps[0]
+    if int(t) != schedule.num_train_timesteps - 1:
+        raise SystemExit(f"{args.model}: its schedule's first step is t = {int(t)}; this probe "
+                         "reads the step from pure noise (trailing spacing)")
     colours = ("red", "blue", "green", "black")
     prompts = [f"a large {colours[k % len(colours)]} square {POSITION_AT[pos]} on a white "
                f"background" for k in range(args.noises) for pos in POSITIONS]
@@ -50,15 +55,14 @@ def main() -> None:
 
     def guided_x0(prompts: list[str], noise: jax.Array) -> jax.Array:
         k = len(prompts)
-        steps = jnp.full((k,), t)
-        cond, _ = text.apply({"params": model.params["text_encoder"]},
-                             tokenize(model.tokenizer, prompts))
-        uncond, _ = text.apply({"params": model.params["text_encoder"]},
-                               tokenize(model.tokenizer, [""] * k))
-        out_c = unet.apply({"params": model.params["unet"]}, noise, steps, cond)
-        out_u = unet.apply({"params": model.params["unet"]}, noise, steps, uncond)
-        out = out_u + args.guidance * (out_c - out_u)
-        return predict_x0(schedule.prediction_type, out, noise, acp**0.5, (1 - acp) ** 0.5)
+        context = encode_prompts(text, model.params["text_encoder"],
+                                 tokenize(model.tokenizer, prompts),
+                                 tokenize(model.tokenizer, [""] * k))
+        predict = guided_prediction(unet, model.params["unet"], sampler, context,
+                                    jnp.full((k,), args.guidance))
+        first = jnp.int32(0)
+        return predicted_clean_latents(sampler, DenoiseStep(first, noise, predict(noise, first),
+                                                            noise))
 
     side = model.native_size // model.latent_factor
     noise = jax.random.normal(jax.random.key(0), (n, side, side, model.unet.in_channels))
