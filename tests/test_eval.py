@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from jaxgen.cli import main
 from jaxgen.eval.fd import (
     frechet_distance,
     rendered,
@@ -20,6 +23,7 @@ from jaxgen.eval.shapes_eval import (
     contact_sheet,
     eval_prompts,
 )
+from jaxgen.requests import stable_seed
 from jaxgen.shapes import (
     COLOURS,
     ObjectSpec,
@@ -113,6 +117,106 @@ def test_contact_sheet_frames_passes_green_and_failures_red(tmp_path):
     sheet = np.asarray(Image.open(path))
     assert sheet.shape == (2 * 68, 4 * 68, 3)
     assert tuple(sheet[0, 0]) == (40, 200, 40) and tuple(sheet[0, 68]) == (220, 30, 30)
+
+
+GREEN, RED, GREY = (40, 200, 40), (220, 30, 30), (160, 160, 160)
+
+
+def test_contact_sheet_with_captions_writes_each_prompt_under_its_image(tmp_path):
+    images = np.zeros((3, 64, 64, 3), np.uint8)
+    plain = np.asarray(Image.open(contact_sheet(images, [True, False, None], tmp_path / "a.png",
+                                                columns=4)))
+    long = "a small blue square on the left of a large green triangle " * 4
+    path = contact_sheet(images, [True, False, None], tmp_path / "b.png", columns=4,
+                         captions=["a red circle", long, ""])
+    sheet = np.asarray(Image.open(path))
+    assert plain.shape == (68, 4 * 68, 3) and sheet.shape[0] > 68 and sheet.shape[1] == 4 * 68
+    # frames: green, red, grey (not scored); the fourth cell is empty
+    assert [tuple(sheet[0, 68 * c]) for c in range(4)] == [GREEN, RED, GREY, (128, 128, 128)]
+    below = sheet[2 + 64:sheet.shape[0] - 2]  # the caption strips, under the images
+    dark = [(below[:, 68 * c + 2:68 * c + 66] < 100).all(axis=-1).sum() for c in range(3)]
+    assert dark[0] > 0 and dark[1] > dark[0] and dark[2] == 0
+
+
+@pytest.fixture(scope="module")
+def own_prompts_run(tiny_sd1_dir, tmp_path_factory):
+    """`jaxgen eval --prompts FILE` on three prompts: two the parser reads, one it cannot."""
+    tmp = tmp_path_factory.mktemp("own-prompts")
+    prompts = tmp / "prompts.txt"
+    prompts.write_text("a red circle\n\na photo of a cat\na small blue square on a green "
+                       "background\n")
+    code = main(["eval", "--model", str(tiny_sd1_dir), "--out", str(tmp / "out"), "--prompts",
+                 str(prompts), "--steps", "2"])
+    return code, tmp / "out"
+
+
+def test_eval_scores_the_users_own_prompts_and_names_each_one(own_prompts_run):
+    code, out = own_prompts_run
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    entries = report["prompts"]
+    assert [e["text"] for e in entries] == [
+        "a red circle", "a photo of a cat", "a small blue square on a green background"]
+    # a prompt without a seed gets the project's seed rule, from its line (blank lines count)
+    assert [e["seed"] for e in entries] == [stable_seed(0, None, i) for i in (0, 2, 3)]
+    assert entries[0]["result"] in ("pass", "fail") and entries[2]["result"] in ("pass", "fail")
+    assert entries[1]["result"] == "not scored" and "no shape word" in entries[1]["reason"]
+    assert report["counts"]["all"] == 2 and report["counts"]["not_scored"] == 1
+    assert report["num_prompts"] == 3 and report["prompts_file"].endswith("prompts.txt")
+    assert report["passed"][1] == "-" and "fd" not in report
+
+
+def test_eval_contact_sheet_has_a_captioned_cell_per_prompt(own_prompts_run):
+    _, out = own_prompts_run
+    sheet = np.asarray(Image.open(out / "contact_sheet.png"))
+    uncaptioned = contact_sheet(np.zeros((3, 64, 64, 3), np.uint8), None, out / "plain.png")
+    assert sheet.shape[0] > np.asarray(Image.open(uncaptioned)).shape[0]  # room for captions
+    frames = [tuple(sheet[0, 68 * c]) for c in range(16)]
+    assert frames[0] in (GREEN, RED) and frames[1] == GREY and frames[2] in (GREEN, RED)
+    assert frames[3:] == [(128, 128, 128)] * 13  # three cells, no more
+
+
+def test_eval_reads_prompts_and_seeds_from_jsonl(tiny_sd1_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a red circle", "seed": 7}\n{"prompt": "a blue square"}\n')
+    assert main(["eval", "--model", str(tiny_sd1_dir), "--out", str(tmp_path / "out"),
+                 "--prompts", str(prompts), "--steps", "1"]) == 0
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert [(e["text"], e["seed"]) for e in report["prompts"]] == [
+        ("a red circle", 7), ("a blue square", stable_seed(0, None, 1))]
+
+
+def test_eval_prompts_file_errors_name_the_file_and_line(tiny_sd1_dir, tmp_path, capsys):
+    run = ["eval", "--model", str(tiny_sd1_dir), "--out", str(tmp_path / "out"), "--prompts"]
+    missing = tmp_path / "missing.txt"
+    assert main([*run, str(missing)]) == 2
+    assert f"--prompts {missing}: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a red circle"}\n{"text": "a blue square"}\n')
+    assert main([*run, str(bad)]) == 2
+    assert f"{bad} line 2: no \"prompt\" text" in capsys.readouterr().err
+    bad.write_text('{"prompt": "a red circle"\n')
+    assert main([*run, str(bad)]) == 2
+    assert f"{bad} line 1: not valid JSON" in capsys.readouterr().err
+    good = tmp_path / "good.txt"
+    good.write_text("a red circle\n")
+    assert main([*run, str(good), "--prompt-set", "tuning"]) == 2
+    assert "drop --prompt-set" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_num_prompts_counts_held_out_prompts_and_the_report_names_them(tiny_sd1_dir,
+                                                                           tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(tiny_sd1_dir), "--out", str(out), "--num-prompts", "2",
+                 "--steps", "1", "--no-fd", "--prompt-set", "tuning"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    expected = eval_prompts(2, TUNING_SEED_START)
+    assert [(e["text"], e["seed"]) for e in report["prompts"]] == [
+        (p.text, p.seed) for p in expected]
+    assert [e["result"] for e in report["prompts"]] == [
+        "pass" if c == "1" else "fail" for c in report["passed"]]
+    assert report["counts"]["all"] == 2 and report["prompt_set"] == "tuning"
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():

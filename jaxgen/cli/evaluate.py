@@ -12,25 +12,39 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="diffusers-format directory (default: the default model)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"),
                    help="directory for report.json and contact_sheet.png")
-    p.add_argument("--prompts", type=int, default=EVAL_PROMPTS, dest="num_prompts")
+    p.add_argument("--prompts", type=Path, metavar="FILE",
+                   help="your own prompts instead of a held-out set: one a line, or .jsonl "
+                        "with \"prompt\" and optional \"seed\"; prompts the caption parser "
+                        "cannot read are generated but not scored; no FD")
+    # None: not given, so that --prompts can refuse them (their defaults are in the help)
+    p.add_argument("--num-prompts", type=int, metavar="N",
+                   help=f"how many held-out prompts to score (default: {EVAL_PROMPTS})")
     p.add_argument("--guidance", type=float, default=RECOMMENDED["guidance"])
     p.add_argument("--steps", type=int, default=RECOMMENDED["steps"])
     p.add_argument("--sampler", default=RECOMMENDED["sampler"], help="jaxgen engine only")
     p.add_argument("--engine", default="jaxgen", help="jaxgen | diffusers (needs torch)")
     p.add_argument("--no-fd", action="store_false", dest="compute_fd", help="skip the FD")
-    p.add_argument("--prompt-set", default="eval",
-                   help="eval (the held-out evaluation prompts) | tuning (a second held-out set, "
-                        "for choosing guidance and steps)")
+    p.add_argument("--prompt-set",
+                   help="eval (the held-out evaluation prompts; the default) | tuning (a second "
+                        "held-out set, for choosing guidance and steps)")
 
 
 def run(args: argparse.Namespace, _: list[str]) -> int:
     from jaxgen.default_model import default_model_path
     from jaxgen.eval.run import EvalSettings, evaluate_model, summary
 
-    settings = EvalSettings(num_prompts=args.num_prompts, guidance=args.guidance,
+    if args.prompts is not None:
+        given = [f for f, v in (("--prompt-set", args.prompt_set),
+                                ("--num-prompts", args.num_prompts)) if v is not None]
+        if given:
+            raise ValueError(f"--prompts FILE scores the file's prompts: drop {given[0]}")
+    num_prompts = EVAL_PROMPTS if args.num_prompts is None else args.num_prompts
+    settings = EvalSettings(num_prompts=num_prompts, guidance=args.guidance,
                             steps=args.steps, sampler=args.sampler, engine=args.engine,
-                            compute_fd=args.compute_fd, prompt_set=args.prompt_set)
-    report = evaluate_model(args.model or default_model_path(), args.out, settings)
+                            compute_fd=args.compute_fd and args.prompts is None,
+                            prompt_set=args.prompt_set or "eval")
+    report = evaluate_model(args.model or default_model_path(), args.out, settings,
+                            prompts_file=args.prompts)
     print(summary(report))
     print(f"wrote {args.out / 'report.json'} and {report['contact_sheet']}")
     return 0

@@ -1,5 +1,8 @@
 """`jaxgen eval`: ShapesEval and FD for a model directory -> report.json + contact_sheet.png.
 
+The prompts are a held-out set (scored in full), or the user's own from a file (scored where
+the caption parser reads them; see read_prompts).
+
 The same prompts, seeds and analyser score either engine: jaxgen's own sampler, or diffusers'
 StableDiffusionPipeline on the same directory (the peer check; needs the `test` extra's torch).
 """
@@ -17,10 +20,13 @@ from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
 from jaxgen.eval.shapes_eval import (
     PROMPT_SETS,
     Generate,
+    PromptResult,
     ShapesEval,
     contact_sheet,
     model_generator,
+    score_prompts,
 )
+from jaxgen.requests import stable_seed
 from jaxgen.shapes.split import ShapesData
 
 ENGINES = ("jaxgen", "diffusers")
@@ -50,29 +56,78 @@ class EvalSettings:
             raise ValueError(f"steps={self.steps}: must be at least 1")
 
 
+def read_prompts(path: str | Path) -> list[tuple[str, int]]:
+    """The user's own prompts and their seeds, in file order.
+
+    Plain text: one prompt a line, blank lines skipped. `.jsonl`: one object a line with a
+    "prompt" and optionally a "seed". A prompt without a seed gets the project's one seed
+    rule's: stable_seed(0, None, its line index), lines counted from 0.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts {path}: no such file")
+    prompts = []
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        seed = None
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {index + 1}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise ValueError(f"{path} line {index + 1}: no \"prompt\" text")
+            line, seed = row["prompt"], row.get("seed")
+            if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                     or seed < 0):
+                raise ValueError(f"{path} line {index + 1}: seed {seed!r} is not a "
+                                 f"non-negative integer")
+        prompts.append((line.strip(), stable_seed(0, None, index) if seed is None else seed))
+    if not prompts:
+        raise ValueError(f"--prompts {path}: no prompts in the file")
+    return prompts
+
+
 def evaluate_model(model_dir: str | Path, out_dir: str | Path,
                    settings: EvalSettings = EvalSettings(),
-                   data: ShapesData | None = None) -> dict:
+                   data: ShapesData | None = None, prompts_file: str | Path | None = None) -> dict:
     """Score the model at `model_dir`; write report.json and contact_sheet.png to `out_dir`.
 
     `data` names the templates training held out (default: ShapesData()'s), so the report can
-    split seen from new wording.
+    split seen from new wording. `prompts_file`: the user's own prompts (read_prompts) instead
+    of the held-out set; settings.num_prompts and prompt_set do not apply.
     """
     out = Path(out_dir)
+    own = read_prompts(prompts_file) if prompts_file is not None else None
     out.mkdir(parents=True, exist_ok=True)
     evaluation = ShapesEval(settings.num_prompts, PROMPT_SETS[settings.prompt_set],
                             data=data or ShapesData())
     generate = _generator(Path(model_dir), settings)
     start = time.perf_counter()
-    result, images = evaluation.run(generate)
+    if own is None:
+        result, images = evaluation.run(generate)
+        results = [PromptResult(p.text, p.seed, passed)
+                   for p, passed in zip(evaluation.prompts(), result.passed, strict=True)]
+    else:
+        result, results, images = score_prompts([t for t, _ in own], [s for _, s in own],
+                                                generate)
     sampling_s = time.perf_counter() - start
-    sheet = contact_sheet(images[:128], result.passed[:128], out / "contact_sheet.png")
+    sheet = contact_sheet(images[:128], [r.passed for r in results[:128]],
+                          out / "contact_sheet.png", captions=[r.text for r in results[:128]])
     report = {"model": str(model_dir), **dataclasses.asdict(settings), **result.to_dict(),
               "sampling_s": round(sampling_s, 1), "contact_sheet": str(sheet),
-              # joint pass per prompt, in prompt order ("1" / "0"): two models' reports on
-              # the same prompts compare prompt by prompt
-              "passed": "".join("1" if p else "0" for p in result.passed)}
-    if settings.compute_fd:
+              # joint pass per prompt, in prompt order ("1" / "0", "-" not scored): two models'
+              # reports on the same prompts compare prompt by prompt
+              "passed": "".join("-" if r.passed is None else "1" if r.passed else "0"
+                                for r in results),
+              # each prompt in order: its text, seed and "pass" / "fail" / "not scored"
+              "prompts": [r.to_dict() for r in results]}
+    if own is not None:
+        # No FD: its reference is the held-out scenes' renders.
+        report.update(prompt_set=None, num_prompts=len(own), prompts_file=str(prompts_file),
+                      compute_fd=False)
+    elif settings.compute_fd:
         report["fd"] = _fd(evaluation, images)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -84,7 +139,9 @@ def summary(report: dict) -> str:
     engine = report["engine"] + (f" {report['sampler']}" if report["engine"] == "jaxgen" else "")
     lines = [f"{engine}, {report['steps']} steps, guidance {report['guidance']}: "
              + ", ".join(f"{g} joint {acc[g]['joint']:.3f} (n={report['counts'][g]})"
-                         for g in ("all", "single", "two") if "joint" in acc.get(g, {}))]
+                         for g in ("all", "single", "two") if "joint" in acc.get(g, {}))
+             + (f", not scored {report['counts']['not_scored']}"
+                if report["counts"].get("not_scored") else "")]
     if "fd" in report:
         fd = report["fd"]
         lines.append(f"FD {fd['fd']:.2f} (floor {fd['floor']:.2f}, ratio "

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.generator import Generator
@@ -128,16 +128,70 @@ def summarise(prompts: list[EvalPrompt], scores: list[dict]) -> ShapesEvalReport
         "two": lambda p: p.num_objects == 2, "seen_wording": lambda p: not p.new_wording,
         "new_wording": lambda p: p.new_wording,
     }
+    chosen = {group: [s for p, s in zip(prompts, scores, strict=True) if member(p)]
+              for group, member in groups.items()}
+    accuracy, counts = _accuracy(chosen)
+    return ShapesEvalReport(accuracy, counts, [bool(s["joint"]) for s in scores])
+
+
+def _accuracy(chosen: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Per group: each attribute's fraction right among the prompts asking it, and the count."""
     accuracy, counts = {}, {}
-    for group, member in groups.items():
-        chosen = [s for p, s in zip(prompts, scores, strict=True) if member(p)]
-        counts[group] = len(chosen)
+    for group, scores in chosen.items():
+        counts[group] = len(scores)
         accuracy[group] = {}
         for attr in ATTRIBUTES:
-            asked = [s[attr] for s in chosen if s[attr] is not None]
+            asked = [s[attr] for s in scores if s[attr] is not None]
             if asked:
                 accuracy[group][attr] = float(np.mean(asked))
-    return ShapesEvalReport(accuracy, counts, [bool(s["joint"]) for s in scores])
+    return accuracy, counts
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptResult:
+    """One prompt's outcome, as report.json names it."""
+
+    text: str
+    seed: int
+    passed: bool | None  # joint; None: not scored
+    reason: str | None = None  # why not scored: the caption parser's message
+
+    def to_dict(self) -> dict:
+        result = "not scored" if self.passed is None else "pass" if self.passed else "fail"
+        entry = {"text": self.text, "seed": self.seed, "result": result}
+        if self.reason is not None:
+            entry["reason"] = self.reason
+        return entry
+
+
+def score_prompts(texts: list[str], seeds: list[int], generate: Generate
+                  ) -> tuple[ShapesEvalReport, list[PromptResult], np.ndarray]:
+    """Generate any prompts (a user's own), and score those the caption parser reads.
+
+    A prompt is scored on what it states (a free attribute is not asked); one the parser
+    cannot read is still generated, and its result says why it was not scored.
+    counts["not_scored"] counts those; `passed` lists the scored prompts' joint passes.
+    """
+    images = np.asarray(generate(list(texts), np.array(seeds, np.int64)))
+    if images.shape[0] != len(texts):
+        raise ValueError(f"generator returned {images.shape[0]} images for {len(texts)} prompts")
+    results: list[PromptResult] = []
+    chosen: dict[str, list[dict]] = {"all": [], "single": [], "two": []}
+    for text, seed, image in zip(texts, seeds, images, strict=True):
+        try:
+            spec = parse_caption(text)
+        except ValueError as err:
+            results.append(PromptResult(text, int(seed), None, str(err)))
+            continue
+        scores = score(spec, analyse(image))
+        chosen["all"].append(scores)
+        if len(spec.objects) in (1, 2):
+            chosen["single" if len(spec.objects) == 1 else "two"].append(scores)
+        results.append(PromptResult(text, int(seed), bool(scores["joint"])))
+    accuracy, counts = _accuracy(chosen)
+    counts["not_scored"] = len(texts) - counts["all"]
+    passed = [r.passed for r in results if r.passed is not None]
+    return ShapesEvalReport(accuracy, counts, passed), results, images
 
 
 def model_generator(model: DiffusionModel, *, guidance: float = RECOMMENDED["guidance"],
@@ -186,20 +240,61 @@ def reconstruction_generator(vae_config: VAEConfig, vae_params: dict,
     return generate
 
 
-def contact_sheet(images: np.ndarray, passed: list[bool] | None, path: str | Path,
-                  columns: int = 16, border: int = 2) -> Path:
-    """A PNG grid of the images, each framed green (joint pass) or red (fail)."""
+FRAMES = {True: (40, 200, 40), False: (220, 30, 30), None: (160, 160, 160)}
+CAPTION_LINES = 5
+
+
+def contact_sheet(images: np.ndarray, passed: list[bool | None] | None, path: str | Path,
+                  columns: int = 16, border: int = 2, captions: list[str] | None = None) -> Path:
+    """A PNG grid of the images, each framed green (joint pass), red (fail) or grey (not
+    scored: passed[i] is None); with `captions`, each image's text is written under it."""
     n, h, w, _ = images.shape
     rows = -(-n // columns)
-    cell_h, cell_w = h + 2 * border, w + 2 * border
+    font = ImageFont.load_default()  # bundled with Pillow: nothing downloaded
+    line_h = font.getbbox("Ag")[3] + 2
+    text_h = CAPTION_LINES * line_h + 2 if captions is not None else 0
+    cell_h, cell_w = h + text_h + 2 * border, w + 2 * border
     sheet = np.full((rows * cell_h, columns * cell_w, 3), 128, np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         y, x = r * cell_h, c * cell_w
         if passed is not None:
-            sheet[y:y + cell_h, x:x + cell_w] = (40, 200, 40) if passed[i] else (220, 30, 30)
+            sheet[y:y + cell_h, x:x + cell_w] = FRAMES[passed[i]]
         sheet[y + border:y + border + h, x + border:x + border + w] = image
+        if captions is not None:
+            sheet[y + border + h:y + cell_h - border, x + border:x + border + w] = 255
+    picture = Image.fromarray(sheet)
+    if captions is not None:
+        draw = ImageDraw.Draw(picture)
+        for i, text in enumerate(captions[:n]):
+            r, c = divmod(i, columns)
+            x, y = c * cell_w + border + 1, r * cell_h + border + h + 1
+            for k, line in enumerate(_wrap(text, font, w - 2, CAPTION_LINES)):
+                draw.text((x, y + k * line_h), line, fill=(0, 0, 0), font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(path)
+    picture.save(path)
     return path
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int,
+          max_lines: int) -> list[str]:
+    """`text` in lines no wider than `width` pixels, at most `max_lines`, the last cut with
+    "..." when it does not all fit (a word wider than a line is cut too)."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    cut = len(lines) > max_lines
+    lines = lines[:max_lines]
+    for k, line in enumerate(lines):
+        last = k == len(lines) - 1
+        if font.getlength(line) <= width and not (last and cut):
+            continue
+        while line and font.getlength(line + "...") > width:
+            line = line[:-1]
+        lines[k] = line + "..."
+    return lines
