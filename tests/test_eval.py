@@ -191,6 +191,9 @@ def test_eval_prompts_file_errors_name_the_file_and_line(tiny_sd1_dir, tmp_path,
     missing = tmp_path / "missing.txt"
     assert main([*run, str(missing)]) == 2
     assert f"--prompts {missing}: no such file" in capsys.readouterr().err
+    # the flag's old meaning, a count, is named where the file is missing
+    assert main([*run, "256"]) == 2
+    assert "(a count of held-out prompts is --num-prompts 256)" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a red circle"}\n{"text": "a blue square"}\n')
     assert main([*run, str(bad)]) == 2

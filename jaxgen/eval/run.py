@@ -65,7 +65,9 @@ def read_prompts(path: str | Path) -> list[tuple[str, int]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--prompts {path}: no such file")
+        hint = f" (a count of held-out prompts is --num-prompts {path})" if str(path).isdigit() \
+            else ""
+        raise FileNotFoundError(f"--prompts {path}: no such file{hint}")
     prompts = []
     for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         if not line.strip():
