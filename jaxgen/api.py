@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,16 +46,7 @@ def generate(prompts: str | Sequence[str], model: str | Path | None = None, *,
     gen = _generator(model, dtype, batch_size)
     side = gen.model.native_size
     fields = {**recommended_settings(model), "height": side, "width": side, **fields}
-    _warn_far_from_native(fields["height"], fields["width"], side)
     seed = fields.pop("seed", None)
     requests = [GenerationRequest(p, seed=None if seed is None else seed + i, **fields)
                 for i, p in enumerate(prompts)]
     return [result.image for result in gen.generate(requests)]
-
-
-def _warn_far_from_native(height: Any, width: Any, native: int) -> None:
-    sides = [s for s in (height, width) if isinstance(s, int | float) and s > 0]
-    if any(not 0.5 <= s / native <= 2 for s in sides):
-        warnings.warn(f"{height}x{width} is far from this model's native {native}x{native}: "
-                      "expect noise or broken images; leave height/width out to get the native "
-                      "size", stacklevel=3)

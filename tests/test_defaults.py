@@ -95,3 +95,15 @@ def test_a_size_far_from_the_native_one_warns():
     with pytest.warns(UserWarning, match="16x16 is far from this model's native 64x64"), \
             pytest.raises(RequestError, match="height 16"):
         jaxgen.generate("a red circle", seed=1, height=16, width=16, num_inference_steps=1)
+
+
+def test_the_generator_warns_far_from_native_too():
+    from jaxgen.default_model import default_model_path
+    from jaxgen.engine.generator import Generator
+    from jaxgen.requests import GenerationRequest, RequestError
+
+    gen = Generator.from_pretrained(default_model_path(), compilation_cache=False)
+    request = GenerationRequest("a red circle", seed=1, height=16, width=16, steps=1)
+    with pytest.warns(UserWarning, match="16x16 is far from this model's native 64x64"), \
+            pytest.raises(RequestError, match="height 16"):
+        list(gen.generate([request]))

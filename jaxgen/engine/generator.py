@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -63,6 +64,15 @@ class _Item:
     position: int
     request: GenerationRequest
     index: int
+
+
+def warn_if_far_from_native(height: Any, width: Any, native: int) -> None:
+    """A model asked for far more or less than its native side draws noise, silently: say so."""
+    sides = [s for s in (height, width) if isinstance(s, int | float) and s > 0]
+    if any(not 0.5 <= s / native <= 2 for s in sides):
+        warnings.warn(f"{height}x{width} is far from this model's native {native}x{native}: "
+                      "expect noise or broken images; leave height/width out to get the native "
+                      "size", stacklevel=4)
 
 
 class Generator:
@@ -115,7 +125,9 @@ class Generator:
                 "process_count": jax.process_count()}
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """Validate (raising RequestError naming the field) and fill in a missing seed."""
+        """Validate (raising RequestError naming the field) and fill in a missing seed; warn
+        when the size is far from the model's native one."""
+        warn_if_far_from_native(request.height, request.width, self.model.native_size)
         validate_request(request, size_multiple=self.model.size_multiple)
         if request.seed is None:
             request = dataclasses.replace(request, seed=stable_seed(self.job_seed, request.id,
