@@ -83,12 +83,9 @@ def _on_ctrl_c(interrupted: threading.Event):
 
 def _check_model_dir(model: str) -> None:
     """One message for a directory that is not a diffusers model, whichever command."""
-    from jaxgen.weights.model_dir import ModelDirError, resolve_model_path
+    from jaxgen.weights.model_dir import model_root
 
-    root = resolve_model_path(model)
-    if not (root / "model_index.json").is_file():
-        raise ModelDirError(f"{root}: no model_index.json; not a diffusers-format model "
-                            "directory")
+    model_root(model)
 
 
 def _what_finished(args: argparse.Namespace) -> str:

@@ -130,13 +130,18 @@ def recommended_settings(name_or_path: str | Path) -> dict[str, Any]:
     return dict(recommended)
 
 
+def model_root(name_or_path: str | Path) -> Path:
+    """The model's directory, checked to be a diffusers-format model (one message for all)."""
+    root = resolve_model_path(name_or_path)
+    if not (root / "model_index.json").is_file():
+        raise ModelDirError(f"{root}: no model_index.json; not a diffusers-format model directory")
+    return root
+
+
 def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: str | None = None,
                allow_pickle: bool = False) -> DiffusionModel:
     """Read a diffusers-format directory into a DiffusionModel with params in `dtype`."""
-    root = resolve_model_path(name_or_path)
-    index_file = root / "model_index.json"
-    if not index_file.is_file():
-        raise ModelDirError(f"{root}: no model_index.json; not a diffusers-format model directory")
+    root = model_root(name_or_path)
     raw = {c: _read_json(root / c / "config.json") for c in COMPONENTS}
     raw["scheduler"] = _read_json(root / "scheduler" / "scheduler_config.json")
     configs = {"unet": UNetConfig.from_dict(raw["unet"], f"{root}/unet/config.json"),
