@@ -65,6 +65,18 @@ class GenerationRequest:
     num_images: int = 1
     id: str | None = None
     metadata: dict[str, Any] | None = None
+    # Image-to-image and inpainting: a path or URI on any Beam filesystem (a manifest's
+    # relative paths are resolved against its directory when the row is parsed).
+    init_image: str | None = None
+    strength: float = 0.8  # how much of the init image's schedule is repainted, as diffusers
+    mask_image: str | None = None  # white = repaint, as diffusers
+
+    @property
+    def mode(self) -> str:
+        """text-to-image, image-to-image or inpainting: it follows from the fields given."""
+        if self.init_image is None:
+            return "text-to-image"
+        return "image-to-image" if self.mask_image is None else "inpainting"
 
 
 def validate_request(
@@ -113,6 +125,15 @@ def validate_request(
         raise RequestError("id", r.id, "must be a non-empty string")
     if r.metadata is not None and not isinstance(r.metadata, dict):
         raise RequestError("metadata", r.metadata, "must be a JSON object")
+    for name in ("init_image", "mask_image"):
+        ref = getattr(r, name)
+        if ref is not None and (not isinstance(ref, str) or not ref.strip()):
+            raise RequestError(name, ref, "must be a non-empty path or URI")
+    if r.mask_image is not None and r.init_image is None:
+        raise RequestError("mask_image", r.mask_image, "is given without an init_image to repaint")
+    if not _is_number(r.strength) or not 0.0 < r.strength <= 1.0:
+        raise RequestError("strength", r.strength, "must be a number in (0, 1]: 0 would keep the "
+                           "image unchanged, 1 repaints it from pure noise")
     return r
 
 
@@ -157,6 +178,12 @@ REQUEST_FIELDS = (
                  defaultable=False),
     RequestField("metadata", dict, "a JSON object carried into the row's records",
                  defaultable=False),
+    RequestField("init_image", str, "image-to-image: the image to start from (path or URI)",
+                 defaultable=False),
+    RequestField("strength", float, "image-to-image: how much to repaint, in (0, 1]",
+                 defaultable=True),
+    RequestField("mask_image", str, "inpainting: white = repaint (path or URI)",
+                 defaultable=False),
 )
 # Row fields whose default the job may set: prompt, seed and id always come from the row.
 DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
@@ -179,6 +206,8 @@ def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationReques
         r = place
         key = f"request:{r.prompt}\x1f{r.negative_prompt}\x1f{r.guidance}\x1f{r.steps}\x1f" \
               f"{r.height}x{r.width}\x1f{r.sampler}"
+        if r.init_image is not None:  # text-to-image keys stay as they were
+            key += f"\x1f{r.init_image}\x1f{r.strength}\x1f{r.mask_image}"
     else:
         key = f"row:{place}"
     digest = hashlib.blake2b(f"{job_seed}:{key}".encode(), digest_size=8).digest()

@@ -40,7 +40,7 @@ def test_the_table_lists_every_request_field_in_order_with_its_default():
     assert [f.name for f in REQUEST_FIELDS] == [f.name for f in fields]
     assert [f.default for f in REQUEST_FIELDS] == [f.default for f in fields]
     assert DEFAULTABLE_FIELDS == ("negative_prompt", "guidance", "steps", "height", "width",
-                                  "sampler", "num_images")
+                                  "sampler", "num_images", "strength")
 
 
 def test_cli_and_beam_launcher_expose_the_same_defaultable_fields():
@@ -51,7 +51,8 @@ def test_cli_and_beam_launcher_expose_the_same_defaultable_fields():
 
 @pytest.mark.parametrize("field", DEFAULTABLE, ids=lambda f: f.name)
 def test_cli_beam_and_csv_parse_a_field_to_the_type_of_the_table(field):
-    text = "ddim" if field.name == "sampler" else "16"  # valid for every other field
+    # A value valid for the field: "16" for every number but strength, which lies in (0, 1].
+    text = {"sampler": "ddim", "strength": "0.5"}.get(field.name, "16")
     cli = getattr(cli_args(f"--{field.name.replace('_', '-')}", text), f"default_{field.name}")
     beam = getattr(beam_options(f"--{field.name}", text), field.name)
     config = JobConfig(manifest="m.jsonl", output="out")
