@@ -63,11 +63,12 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model, "settings": {
         **config, "host_devices": args.host_devices, "precision": args.precision},
         "systems": {}}
+    peak = {"repeats": args.peak_repeats, "side": args.peak_side}
     try:
         for name, w in workers.items():
             out["systems"][name] = {"label": systems[name][2], "load": w.ready,
                                     "prepare": w.call("prepare"), "runs": []}
-        out["peak_before"] = {p: workers[first_jaxgen].call("matmul", repeats=10, dtype=p)
+        out["peak_before"] = {p: workers[first_jaxgen].call("matmul", **peak, dtype=p)
                               for p in PRECISIONS}
         for r in range(args.rounds):  # interleaved, alternating who goes first
             order = list(workers) if r % 2 == 0 else list(reversed(workers))
@@ -81,9 +82,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             out["systems"][name]["peak_rss_mb"] = w.call("stats")["peak_rss_mb"]
         out["flops_per_step"] = workers[first_jaxgen].call("flops")["flops_per_step"]
         torch_worker = next(w for w in workers.values() if w.system == "train_diffusers")
-        out["torch_matmul"] = {p: torch_worker.call("matmul", repeats=10, dtype=p)
+        out["torch_matmul"] = {p: torch_worker.call("matmul", **peak, dtype=p)
                                for p in PRECISIONS}
-        out["peak_after"] = {p: workers[first_jaxgen].call("matmul", repeats=10, dtype=p)
+        out["peak_after"] = {p: workers[first_jaxgen].call("matmul", **peak, dtype=p)
                              for p in PRECISIONS}
     finally:
         for w in workers.values():
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "its own worker (default: `jaxgen train`'s, one per core)")
     p.add_argument("--precision", nargs="+", default=["float32"], choices=PRECISIONS,
                    help="compute precisions to time each system in (weights stay float32)")
+    p.add_argument("--peak-repeats", type=int, default=10, help="best of N matmuls")
+    p.add_argument("--peak-side", type=int, default=None,
+                   help="largest square matmul side timed for the peak (default: 2048 on CPU)")
     p.add_argument("--out", default="bench-train.json")
     args = p.parse_args(argv)
     for flag in ("batch", "steps", "rounds", "distinct", "threads"):

@@ -108,7 +108,8 @@ def run_case(name: str, case: dict[str, Any], args: argparse.Namespace,
             print(f"  {name} batch {batch}: " + ", ".join(
                 f"{s} {row[s]['summary']['images_per_s']:.3g} img/s" for s in workers),
                 flush=True)
-        result["torch_matmul"] = workers["diffusers"].call("matmul", repeats=5)
+        result["torch_matmul"] = workers["diffusers"].call("matmul", repeats=5,
+                                                           side=args.peak_side)
         result["peak_rss_mb"] = {s: w.call("stats")["peak_rss_mb"] for s, w in workers.items()}
     finally:
         for worker in workers.values():
@@ -131,7 +132,7 @@ def peak(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
               "host_devices": 1}
     worker = Worker("peak", config, log_dir)
     try:
-        return worker.call("matmul", repeats=args.peak_repeats)
+        return worker.call("matmul", repeats=args.peak_repeats, side=args.peak_side)
     finally:
         worker.close()
 
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="diffusers' dtype (default: float32 on CPU, float16 on GPU); on a CPU "
                         "with AMX, bfloat16 runs its matmuls and convolutions on the tile unit")
     p.add_argument("--peak-repeats", type=int, default=10, help="best of N matmuls")
+    p.add_argument("--peak-side", type=int, default=None,
+                   help="largest square matmul side timed (default: 2048 on CPU, 8192 on GPU)")
     p.add_argument("--out", default="benchmark.json")
     p.add_argument("--plot", help="write the images/s vs batch size PNG here")
     args = p.parse_args(argv)

@@ -26,7 +26,7 @@ def test_bench_train_reports_both_systems(tmp_path, capsys, tiny_sd2_dir):
     bench_train.main(["--model", str(tiny_sd2_dir), "--batch", str(batch), "--steps", "1",
                       "--rounds", "2", "--distinct", "1", "--threads", "1",
                       "--host-devices", "1", "2", "--precision", "float32", "bfloat16",
-                      "--out", str(out)])
+                      "--peak-repeats", "2", "--peak-side", "256", "--out", str(out)])
     report = json.loads(out.read_text())
     assert set(report["systems"]) == {"train_jaxgen_1dev", "train_jaxgen_2dev", "train_diffusers",
                                       "train_jaxgen_1dev_bf16", "train_jaxgen_2dev_bf16",

@@ -27,6 +27,7 @@ def test_benchmark_writes_json_with_every_figure(tmp_path, monkeypatch, capsys, 
     out, png = tmp_path / "bench.json", tmp_path / "plot.png"
     benchmark.main([*device_args, "--cases", "tiny", "--batches", "1", "--steps", "1",
                     "--size", "16", "--repeats", "2", "--no-one-thread", "--peak-repeats", "2",
+                    "--peak-side", "256",
                     "--out", str(out), "--plot", str(png)])
     report = json.loads(out.read_text())
     assert report["systems"] == ["jaxgen", "diffusers"]

@@ -148,8 +148,8 @@ class JaxgenSystem:
         best, median = best_and_median(lambda: fn(params, x, ctx).block_until_ready(), repeats)
         return {"best_s": best, "median_s": median}
 
-    def matmul(self, repeats: int) -> dict[str, Any]:
-        return PeakSystem(self.cfg).matmul(repeats)
+    def matmul(self, repeats: int, side: int | None = None) -> dict[str, Any]:
+        return PeakSystem(self.cfg).matmul(repeats, side)
 
     def first_image(self, process_start: float) -> dict[str, Any]:
         """Warm start: import + load (done in __init__) + first image of batch 1."""
@@ -227,8 +227,8 @@ class DiffusersSystem:
         best, median = best_and_median(run, repeats)
         return {"best_s": best, "median_s": median}
 
-    def matmul(self, repeats: int) -> dict[str, Any]:
-        return torch_matmul(self.torch, self.dtype, self.device, repeats)
+    def matmul(self, repeats: int, side: int | None = None) -> dict[str, Any]:
+        return torch_matmul(self.torch, self.dtype, self.device, repeats, side)
 
 
 def _count(choices: list[tuple[str, int]]) -> dict[str, int]:

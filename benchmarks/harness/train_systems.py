@@ -117,8 +117,9 @@ class JaxgenTrain(_Timed):
         # XLA counts one device's share of the split batch
         return {"flops_per_step": float(cost["flops"]) * self.step.mesh.size}
 
-    def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
-        return PeakSystem({"device": "cpu", "dtype": dtype}).matmul(repeats)
+    def matmul(self, repeats: int, dtype: str = "float32",
+               side: int | None = None) -> dict[str, Any]:
+        return PeakSystem({"device": "cpu", "dtype": dtype}).matmul(repeats, side)
 
 
 class DiffusersTrain(_Timed):
@@ -183,5 +184,6 @@ class DiffusersTrain(_Timed):
             self.last_loss = self._step(self.batches[self.done % len(self.batches)])
             self.done += 1
 
-    def matmul(self, repeats: int, dtype: str = "float32") -> dict[str, Any]:
-        return torch_matmul(self.torch, getattr(self.torch, dtype), "cpu", repeats)
+    def matmul(self, repeats: int, dtype: str = "float32",
+               side: int | None = None) -> dict[str, Any]:
+        return torch_matmul(self.torch, getattr(self.torch, dtype), "cpu", repeats, side)
