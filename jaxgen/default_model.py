@@ -17,6 +17,8 @@ RECOMMENDED = json.loads((PACKAGED / "jaxgen.json").read_text())["recommended"] 
     if (PACKAGED / "jaxgen.json").is_file() else {}
 # The size of the model card's ShapesEval: 128 one-object and 128 two-object prompts.
 EVAL_PROMPTS = 256
+# Recall: prompts per under-specified kind of caption (x 63 kinds: 252 images, about as many).
+RECALL_PER_PATTERN = 4
 
 
 def default_model_path() -> Path:

@@ -212,7 +212,7 @@ def test_eval_num_prompts_counts_held_out_prompts_and_the_report_names_them(tiny
                                                                            tmp_path):
     out = tmp_path / "out"
     assert main(["eval", "--model", str(tiny_sd1_dir), "--out", str(out), "--num-prompts", "2",
-                 "--steps", "1", "--no-fd", "--prompt-set", "tuning"]) == 0
+                 "--steps", "1", "--no-fd", "--prompt-set", "tuning", "--recall", "1"]) == 0
     report = json.loads((out / "report.json").read_text())
     expected = eval_prompts(2, TUNING_SEED_START)
     assert [(e["text"], e["seed"]) for e in report["prompts"]] == [
@@ -220,6 +220,14 @@ def test_eval_num_prompts_counts_held_out_prompts_and_the_report_names_them(tiny
     assert [e["result"] for e in report["prompts"]] == [
         "pass" if c == "1" else "fail" for c in report["passed"]]
     assert report["counts"]["all"] == 2 and report["prompt_set"] == "tuning"
+    # recall beside precision: one prompt of each under-specified kind but the empty prompt,
+    # which this model does not take, and the seed rows' sheet
+    recall = report["recall"]
+    assert recall["per_pattern"] == 1 and recall["images"] == 63
+    assert len(recall["families"]) == 63 and "needs a prompt" in recall["left_out"]
+    assert all(f["prompts"] == 1 for f in recall["families"].values())
+    sheet = Image.open(recall["seed_rows"])
+    assert sheet.width == 8 * 68 and sheet.height > 5 * 68  # 8 seeds a row, 5 rows, captions
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():

@@ -279,7 +279,8 @@ def test_stages_from_a_model_dir_train_only_the_rest_on_its_weights(trained, tmp
 def test_eval_command_writes_a_report_and_contact_sheet(trained, tmp_path, engine, capsys):
     out = tmp_path / engine
     assert main(["eval", "--model", str(trained / "model"), "--out", str(out),
-                 "--num-prompts", "4", "--steps", "2", "--no-fd", "--engine", engine]) == 0
+                 "--num-prompts", "4", "--steps", "2", "--no-fd", "--engine", engine,
+                 "--recall", "0"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == engine and report["steps"] == 2
     assert report["counts"] == {"all": 4, "single": 2, "two": 2, "seen_wording": 4,

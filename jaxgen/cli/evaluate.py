@@ -1,11 +1,12 @@
-"""`jaxgen eval`: ShapesEval and FD of a model, a JSON report and a contact sheet."""
+"""`jaxgen eval`: ShapesEval, FD and recall of a model, a JSON report and contact sheets; or
+recall and precision of a dataset `jaxgen generate` wrote (--dataset)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
+from jaxgen.default_model import EVAL_PROMPTS, RECALL_PER_PATTERN, RECOMMENDED
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=RECOMMENDED["sampler"], help="jaxgen engine only")
     p.add_argument("--engine", default="jaxgen", help="jaxgen | diffusers (needs torch)")
     p.add_argument("--no-fd", action="store_false", dest="compute_fd", help="skip the FD")
+    p.add_argument("--recall", type=int, default=None, metavar="N",
+                   help="prompts per under-specified kind of caption (63 kinds) whose free "
+                        "attributes are read back for recall; 0 skips it (default: "
+                        f"{RECALL_PER_PATTERN})")
+    p.add_argument("--dataset", type=Path, metavar="OUT",
+                   help="instead of a model: read back every image of a `jaxgen generate` "
+                        "output whose prompt the caption parser reads; report recall and "
+                        "precision")
     p.add_argument("--prompt-set",
                    help="eval (the held-out evaluation prompts; the default) | tuning (a second "
                         "held-out set, for choosing guidance and steps)")
@@ -31,8 +40,19 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, _: list[str]) -> int:
     from jaxgen.default_model import default_model_path
-    from jaxgen.eval.run import EvalSettings, evaluate_model, summary
+    from jaxgen.eval.run import EvalSettings, evaluate_dataset, evaluate_model, summary
 
+    if args.dataset is not None:
+        given = [f for f, v in (("--model", args.model), ("--prompts", args.prompts),
+                                ("--num-prompts", args.num_prompts),
+                                ("--prompt-set", args.prompt_set), ("--recall", args.recall))
+                 if v is not None]
+        if given:
+            raise ValueError(f"--dataset reads images already made: drop {given[0]}")
+        report = evaluate_dataset(args.dataset, args.out)
+        print(summary(report))
+        print(f"wrote {args.out / 'report.json'}")
+        return 0
     if args.prompts is not None:
         given = [f for f, v in (("--prompt-set", args.prompt_set),
                                 ("--num-prompts", args.num_prompts)) if v is not None]
@@ -42,7 +62,9 @@ def run(args: argparse.Namespace, _: list[str]) -> int:
     settings = EvalSettings(num_prompts=num_prompts, guidance=args.guidance,
                             steps=args.steps, sampler=args.sampler, engine=args.engine,
                             compute_fd=args.compute_fd and args.prompts is None,
-                            prompt_set=args.prompt_set or "eval")
+                            prompt_set=args.prompt_set or "eval",
+                            recall_per_pattern=RECALL_PER_PATTERN if args.recall is None
+                            else args.recall)
     report = evaluate_model(args.model or default_model_path(), args.out, settings,
                             prompts_file=args.prompts)
     print(summary(report))

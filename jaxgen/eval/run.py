@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxgen.default_model import EVAL_PROMPTS, RECOMMENDED
+from jaxgen.default_model import EVAL_PROMPTS, RECALL_PER_PATTERN, RECOMMENDED
+from jaxgen.eval.recall_run import dataset_recall, evaluate_recall, recall_summary
 from jaxgen.eval.shapes_eval import (
     PROMPT_SETS,
     Generate,
@@ -42,7 +43,7 @@ class EvalSettings:
     compute_fd: bool = True  # the FD trains its feature classifier first
     batch_size: int = 32
     prompt_set: str = "eval"  # "tuning": the prompts that settings are chosen on
-
+    recall_per_pattern: int = RECALL_PER_PATTERN  # prompts per omission pattern; 0: no recall
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -54,6 +55,9 @@ class EvalSettings:
             raise ValueError(f"num_prompts={self.num_prompts}: must be at least 2")
         if self.steps < 1:
             raise ValueError(f"steps={self.steps}: must be at least 1")
+        if self.recall_per_pattern < 0:
+            raise ValueError(f"recall_per_pattern={self.recall_per_pattern}: must be 0 (off) "
+                             "or a number of prompts")
 
 
 def read_prompts(path: str | Path) -> list[tuple[str, int]]:
@@ -131,12 +135,30 @@ def evaluate_model(model_dir: str | Path, out_dir: str | Path,
                       compute_fd=False)
     elif settings.compute_fd:
         report["fd"] = _fd(evaluation, images)
+    if own is None and settings.recall_per_pattern:
+        # Until models record that they take an empty prompt, the empty prompt is left out.
+        report["recall"] = evaluate_recall(generate, settings.recall_per_pattern, out,
+                                           empty_prompt=False)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def evaluate_dataset(dataset_dir: str | Path, out_dir: str | Path) -> dict:
+    """Recall and precision of a dataset `jaxgen generate` wrote, read back image by image;
+    writes report.json to `out_dir`."""
+    from jaxgen.dataset.read import dataset_images
+
+    report = {"dataset": str(dataset_dir), "recall": dataset_recall(dataset_images(dataset_dir))}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def summary(report: dict) -> str:
-    """The joint accuracies, per group, and the FD against its floor."""
+    """The joint accuracies, per group, the FD against its floor, and recall by family."""
+    if "accuracy" not in report:  # a dataset's report: recall (with precision) only
+        return recall_summary(report["recall"])
     acc = report["accuracy"]
     engine = report["engine"] + (f" {report['sampler']}" if report["engine"] == "jaxgen" else "")
     lines = [f"{engine}, {report['steps']} steps, guidance {report['guidance']}: "
@@ -148,6 +170,8 @@ def summary(report: dict) -> str:
         fd = report["fd"]
         lines.append(f"FD {fd['fd']:.2f} (floor {fd['floor']:.2f}, ratio "
                      f"{fd['fd'] / fd['floor']:.2f}, n={fd['n']})")
+    if "recall" in report:
+        lines.append(recall_summary(report["recall"]))
     return "\n".join(lines)
 
 

@@ -1,30 +1,18 @@
-"""The gallery's thumbnails: every shard streamed once, in shard order, up to a limit.
-
-Each format is read the way it is laid out (see jaxgen.dataset.writers): a WebDataset tar
-as a stream of KEY.ext / KEY.json members, a parquet shard by row batches of its `image`
-column, an imagefolder shard through its metadata part. Only one image is decoded at a
-time, so memory stays flat however big the dataset is.
-"""
+"""The gallery's thumbnails: every shard streamed once (jaxgen.dataset.read), in shard order,
+up to a limit. Only one image is decoded at a time, so memory stays flat."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
 import io
-import json
 import os
-import tarfile
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from jaxgen.dataset.records import IMAGE_EXTENSIONS
-from jaxgen.dataset.writers import IMAGEFOLDER_PARTS_DIR
+from jaxgen.dataset.read import images
 
 THUMBS_DIR = "_report/thumbs"
-_PARQUET_BATCH = 32  # rows of image bytes held at once
-_IMAGE_SUFFIXES = {"." + ext for ext in IMAGE_EXTENSIONS.values()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,53 +21,6 @@ class Thumbnail:
     prompt: str
     seed: int | None
     path: str  # relative to the output directory, "/"-separated (a URL path)
-
-
-def _webdataset(out_dir: Path, shard: str) -> Iterator[tuple[dict[str, Any], bytes]]:
-    image: tuple[str, bytes] | None = None
-    with tarfile.open(out_dir / f"{shard}.tar", mode="r|") as tar:
-        for member in tar:
-            stem, dot, suffix = member.name.rpartition(".")
-            f = tar.extractfile(member)
-            if f is None or not dot:
-                continue
-            if "." + suffix in _IMAGE_SUFFIXES:
-                image = (stem, f.read())  # the writer puts KEY.ext just before KEY.json
-            elif suffix == "json" and image is not None and image[0] == stem:
-                yield json.loads(f.read()), image[1]
-                image = None
-
-
-def _parquet(out_dir: Path, shard: str) -> Iterator[tuple[dict[str, Any], bytes]]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(out_dir / f"{shard}.parquet")
-    for batch in parquet.iter_batches(
-        batch_size=_PARQUET_BATCH, columns=["key", "prompt", "seed", "image"]
-    ):
-        for row in batch.to_pylist():
-            yield row, row["image"]["bytes"]
-
-
-def _imagefolder(out_dir: Path, shard: str) -> Iterator[tuple[dict[str, Any], bytes]]:
-    with (out_dir / IMAGEFOLDER_PARTS_DIR / f"{shard}.jsonl").open() as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                yield row, (out_dir / row["file_name"]).read_bytes()
-
-
-READERS = {"webdataset": _webdataset, "parquet": _parquet, "imagefolder": _imagefolder}
-
-
-def images(out_dir: Path, output_format: str, shards: list[str]) -> Iterator[tuple[dict, bytes]]:
-    """(record, image bytes) of every image of `shards`, in order."""
-    if output_format not in READERS:
-        raise ValueError(
-            f"output_format {output_format!r}: the report reads {', '.join(sorted(READERS))}"
-        )
-    for shard in shards:
-        yield from READERS[output_format](out_dir, shard)
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jaxgen.dataset.read import shard_stats
 from jaxgen.dataset.resume import JOB_FILE, SUMMARY_FILE
 from jaxgen.dataset.writers import REJECTS_DIR
 
-STATS_SUFFIX = "_stats.json"
 REJECT_EXAMPLES = 5  # rows shown per reject group
 
 
@@ -44,14 +44,6 @@ class RunFacts:
 
 def _read_json(path: Path) -> Any | None:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def shard_stats(out_dir: Path) -> list[dict[str, Any]]:
-    """Stats of every complete shard (the stats file is written last), in shard order."""
-    paths = sorted(
-        p for p in out_dir.glob("*" + STATS_SUFFIX) if p.name[: -len(STATS_SUFFIX)].isdigit()
-    )
-    return [json.loads(p.read_text()) for p in paths]
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
