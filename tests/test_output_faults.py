@@ -141,10 +141,12 @@ def test_restart_removes_what_jaxgen_wrote_and_nothing_else(finished, tmp_path):
     cfg = _copy(finished["imagefolder"], tmp_path / "out")
     out = Path(cfg.output)
     (out / "notes.txt").write_text("mine")
+    (out / "notes.tmp").write_text("mine")
+    (out / "_job.json.0123456789ab.tmp").write_text("{")  # a crashed write of jaxgen's
     (out / "1234").mkdir()
     (out / "1234" / "keep.txt").write_text("mine too")
     remove_job_files(cfg.output)
-    assert sorted(p.name for p in out.iterdir()) == ["1234", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["1234", "notes.tmp", "notes.txt"]
 
 
 def test_a_second_run_on_a_held_output_stops_naming_the_holder(finished, tmp_path):

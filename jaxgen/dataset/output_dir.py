@@ -28,6 +28,7 @@ _OWN_DIRS = (TMP_DIR, REJECTS_DIR, IMAGEFOLDER_PARTS_DIR, "_report")
 _SHARD_FILE = re.compile(r"^\d+(\.tar|\.parquet|_stats\.json)$")
 _SHARD_DIR = re.compile(r"^\d+$")
 _IMAGE_FILE = re.compile(r"^[^.]+\.(png|webp|jpg|jpeg)$")
+_OWN_TEMP = re.compile(r"^(_job|_dataset|_plan)\.json\.[0-9a-f]{12}\.tmp$|^report\.html\.tmp$")
 
 
 class OutputNotOurs(ConfigError):
@@ -63,7 +64,7 @@ def remove_job_files(output: str) -> list[str]:
     for name in _entries(output):
         path = join(output, name)
         check_no_link(output, path)
-        if name in _OWN_FILES or _SHARD_FILE.match(name) or name.endswith(".tmp"):
+        if name in _OWN_FILES or _SHARD_FILE.match(name) or _OWN_TEMP.match(name):
             FileSystems.delete([path])
         elif name in _OWN_DIRS:
             _delete_own_dir(output, path, name)
