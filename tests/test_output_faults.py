@@ -68,8 +68,8 @@ def test_flipped_byte_in_a_finished_shard_is_regenerated_and_reported(finished, 
     data[600] ^= 0x01  # same size: a check of sizes would call it complete
     (out / "00001.tar").write_bytes(bytes(data))
     summary = run_pipeline(cfg, FakeSpec())
-    assert summary["repaired_shards"].keys() == {"00001"}
-    assert "00001.tar" in summary["repaired_shards"]["00001"]
+    repaired = summary["this_run"]["repaired_shards"]
+    assert repaired.keys() == {"00001"} and "00001.tar" in repaired["00001"]
     assert summary["counts"]["shards_repaired"] == 1
     assert summary["metrics"]["shards_written"] == 1
     assert _bytes(out) == _bytes(Path(finished["webdataset"].output))
@@ -231,3 +231,21 @@ def test_a_truncated_gzip_manifest_stops_the_job(tmp_path):
     with pytest.raises(Exception, match=f"{path}.*truncated"):
         run_pipeline(_job(path, tmp_path / "out"), FakeSpec())
     assert not (tmp_path / "out" / "_dataset.json").exists()
+
+
+def test_the_beam_launcher_takes_force_and_restart(tmp_path):
+    from pipelines.generate_dataset import run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    common = ["--manifest", str(_manifest(tmp_path / "m.jsonl")), "--output", str(out),
+              "--shard_size", "2", "--height", "16", "--width", "16", "--dry-run"]
+    with pytest.raises(OutputNotOurs):
+        run(common)
+    assert run([*common, "--force"])["counts"]["rows_read"] == ROWS
+    (out / "_rejects").mkdir(exist_ok=True)
+    (out / "_rejects" / "00009.jsonl").write_text("{}\n")  # a reject of an earlier job
+    assert run([*common, "--restart"])["counts"]["rows_read"] == ROWS
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "_rejects" / "00009.jsonl").exists()

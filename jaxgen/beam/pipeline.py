@@ -110,7 +110,8 @@ def run_pipeline(
     if summary is None and config.host_count > 1 and not config.dry_run:
         # This host's shards are done; another host is still writing its own.
         summary = {"complete": False, "host_index": config.host_index,
-                   "host_count": config.host_count, "repaired_shards": repaired}
+                   "host_count": config.host_count,
+                   "this_run": {"repaired_shards": repaired}}
     if summary is None:
         raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
     summary["metrics"] = _counters(result)

@@ -294,11 +294,11 @@ def write_summary(
             "shards_skipped": layout.num_shards - len(written),
             "shards_repaired": len(repaired or {}),
         },
-        "repaired_shards": dict(sorted((repaired or {}).items())),
         "this_run": {
             "images": images_written,
             "shard_seconds": round(seconds, 3),
             "images_per_shard_second": round(images_written / seconds, 3) if seconds else None,
+            "repaired_shards": dict(sorted((repaired or {}).items())),
         },
         "updated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
