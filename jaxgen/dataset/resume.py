@@ -116,7 +116,7 @@ def check_or_record_job(config: JobConfig, files: Sequence[ManifestFile],
     difference = _first_difference(existing, record)
     if difference:
         raise JobMismatch(f"{difference}: the output {config.output} holds another job; rerun "
-                          f"with its settings to resume, choose another output, or "
+                          f"with the same settings to resume, choose another output, or "
                           f"{RESTART_HINT}")
 
 
