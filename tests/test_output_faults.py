@@ -7,6 +7,7 @@ import bz2
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from jaxgen.beam.pipeline import run_pipeline
 from jaxgen.dataset import resume
@@ -24,6 +26,7 @@ from jaxgen.dataset.manifest import ManifestError, iter_rows, match_manifest
 from jaxgen.dataset.output_dir import OutputNotOurs, check_output_is_ours, remove_job_files
 from jaxgen.dataset.resume import JobMismatch
 from jaxgen.dataset.safe_io import UnsafeOutputPath, create_new, write_file
+from jaxgen.engine.spec import directory_sha256
 from tests.fake_generator import FakeSpec
 
 ROWS = 6  # shard_size 2: shards 00000, 00001, 00002
@@ -217,6 +220,8 @@ def _compressed(tmp_path: Path, opener, suffix: str, cut: int) -> Path:
     (gzip.open, ".gz", -20, "truncated"),
     (gzip.open, ".gz", 0, "not a valid compressed stream"),  # CRC flipped
     (bz2.open, ".bz2", -20, "truncated"),
+    (lzma.open, ".xz", -20, "truncated"),
+    (lambda path, mode: zstandard.open(path, mode), ".zst", -5, "truncated"),
 ])
 def test_a_damaged_compressed_manifest_is_an_error_naming_it(tmp_path, opener, suffix, cut,
                                                              reason):
@@ -249,3 +254,12 @@ def test_the_beam_launcher_takes_force_and_restart(tmp_path):
     assert run([*common, "--restart"])["counts"]["rows_read"] == ROWS
     assert (out / "notes.txt").read_text() == "mine"
     assert not (out / "_rejects" / "00009.jsonl").exists()
+
+
+def test_the_model_content_hash_covers_every_file_of_the_model_directory(tmp_path):
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text('{"sample_size": 64}')
+    (tmp_path / "model_index.json").write_text("{}")
+    before = directory_sha256(tmp_path)
+    (tmp_path / "unet" / "config.json").write_text('{"sample_size": 32}')  # same size
+    assert directory_sha256(tmp_path) != before
