@@ -1,11 +1,13 @@
 """Shard writers: WebDataset tar + audit parquet, parquet with image bytes, imagefolder.
 
 Every file of a shard is first written under `OUTPUT/_tmp/<attempt>/...` and renamed into
-place only when the whole shard is written, its stats file last: a shard whose
-`NAME_stats.json` exists is complete, and a crashed or retried attempt leaves nothing but
-temp files (removed when the job completes). Each attempt has its own temp directory, so
-two attempts of one shard (a retry racing a straggler) never write the same temp file;
-whichever renames last wins, and both wrote the same bytes.
+place only when the whole shard is written and fsynced, its stats file last: a shard whose
+`NAME_stats.json` exists (and whose files match the sha256s it records) is complete, and a
+crashed or retried attempt leaves nothing but temp files (removed when the job completes).
+Temp files are created exclusively and never through a link (jaxgen.dataset.safe_io).
+Each attempt has its own temp directory, so two attempts of one shard (a retry racing a
+straggler) never write the same temp file; whichever renames last wins, and both wrote the
+same bytes.
 
 Bytes are deterministic: tar members have mtime 0, uid/gid 0, no user names, a fixed
 order; parquet files are written with fixed settings and no timestamps.
