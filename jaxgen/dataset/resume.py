@@ -104,6 +104,8 @@ def check_or_record_job(config: JobConfig, files: Sequence[ManifestFile],
     record = job_record(config, files, model or {})
     try:
         existing = read_json(path, config.output)
+        if existing is not None and not isinstance(existing, dict):
+            raise UnreadableFile(f"{path}: unreadable (not a JSON object)")
     except UnreadableFile as e:
         if _stats_paths(config.output):
             raise JobMismatch(f"{e}; it records the job that wrote the shards of "
