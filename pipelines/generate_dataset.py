@@ -68,6 +68,10 @@ class GenerateDatasetOptions(PipelineOptions):
             if field.defaultable:
                 g.add_argument(f"--{field.name}", type=field.type,
                                help=f"default for rows without one ({field.help})")
+        g.add_argument("--restart", action="store_true", help="start the job over: first remove "
+                       "what jaxgen wrote in --output (nothing else)")
+        g.add_argument("--force", action="store_true", help="write into a non-empty directory "
+                       "jaxgen did not create")
         g.add_argument("--generator", help="module:callable returning a GeneratorSpec")
         g.add_argument("--generator_args", default="{}", help="JSON object of its kwargs")
         g.add_argument("--runner_profile", help="a runner profile's name (local, dataflow_gpu, "
@@ -114,7 +118,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     spec = None if config.dry_run and not opts.generator else load_spec(
         opts.generator, opts.generator_args
     )
-    summary = run_pipeline(config, spec, options)
+    summary = run_pipeline(config, spec, options, restart=opts.restart, force=opts.force)
     print(summary_line(summary), flush=True)
     return summary
 

@@ -54,6 +54,10 @@ class FakeSpec:
     fail_after_calls: int | None = None  # raise on generate() call number N+1
     calls_dir: str | None = None
     builds_dir: str | None = None
+    dtype: str = "float32"  # recorded in the job record only: the fake draws uint8 images
+
+    def job_record(self) -> dict[str, object]:
+        return {"model_sha256": self.model_hash, "dtype": self.dtype}
 
     def build(self) -> FakeGenerator:
         if self.builds_dir:

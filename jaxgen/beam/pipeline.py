@@ -26,7 +26,9 @@ from jaxgen.beam.transforms import (
 )
 from jaxgen.dataset import resume
 from jaxgen.dataset.config import JobConfig
-from jaxgen.dataset.manifest import match_manifest
+from jaxgen.dataset.lock import OutputLock
+from jaxgen.dataset.manifest import match_manifest, with_content_hashes
+from jaxgen.dataset.output_dir import check_output_is_ours, remove_job_files
 from jaxgen.dataset.writers import join
 
 log = logging.getLogger("jaxgen.beam")
@@ -61,12 +63,27 @@ def resolve_size_multiple(config: JobConfig, spec: Any) -> JobConfig:
     return dataclasses.replace(config, size_multiple=int(multiple()))
 
 
+def model_record(spec: Any) -> dict[str, Any]:
+    """What of the generator changes pixels (model content hash, dtype, ...), for the job
+    record: the spec's job_record(), when it has one."""
+    record = getattr(spec, "job_record", None)
+    return dict(record()) if callable(record) else {}
+
+
 def run_pipeline(
     config: JobConfig,
     spec: GeneratorSpec | None = None,
     options: PipelineOptions | Sequence[str] | None = None,
+    *,
+    restart: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run the job (or, with config.dry_run, only validate and plan); return the summary.
+
+    The output is guarded first: a non-empty directory jaxgen did not create is refused
+    unless `force`; the lock of this host index is held for the whole run (another run on
+    the same output stops at once); `restart` removes what jaxgen wrote there before
+    starting. A real run then checks (or records) the job and the hashes of finished shards.
 
     The summary is what `_dataset.json` (or `_plan.json` for a dry run) holds, plus
     "metrics": this run's Beam counters (rows_read, rows_valid, rows_rejected,
@@ -77,9 +94,33 @@ def run_pipeline(
         raise ValueError("spec None: a generation run needs a GeneratorSpec (or set dry_run)")
     config = resolve_size_multiple(config, spec)
     options = pipeline_options(options)
-    files = match_manifest(config.manifest_patterns, config.manifest_format)
-    if not config.dry_run:
-        resume.check_or_record_job(config, files)
+    check_output_is_ours(config.output, force)
+    with OutputLock(config.output, config.host_index):
+        if restart:
+            remove_job_files(config.output)
+        files = match_manifest(config.manifest_patterns, config.manifest_format)
+        repaired: dict[str, str] = {}
+        if not config.dry_run:
+            files = with_content_hashes(files)
+            resume.check_or_record_job(config, files, model_record(spec))
+            repaired = resume.verify_shards(config)
+        result = _run(config, spec, options, files, repaired)
+    name = resume.PLAN_FILE if config.dry_run else resume.SUMMARY_FILE
+    summary = resume.read_json(join(config.output, name), config.output)
+    if summary is None and config.host_count > 1 and not config.dry_run:
+        # This host's shards are done; another host is still writing its own.
+        summary = {"complete": False, "host_index": config.host_index,
+                   "host_count": config.host_count,
+                   "this_run": {"repaired_shards": repaired}}
+    if summary is None:
+        raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
+    summary["metrics"] = _counters(result)
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _run(config: JobConfig, spec: Any, options: PipelineOptions, files: list[Any],
+         repaired: dict[str, str]) -> Any:
     pipeline = beam.Pipeline(options=options)
     manifest = pipeline | "ReadManifest" >> ReadManifest(config, files)
     planned = manifest | "PlanShards" >> PlanShards(config)
@@ -87,20 +128,11 @@ def run_pipeline(
         _ = planned | "ReportPlan" >> ReportPlan(config)
     else:
         stats = planned | "GenerateShards" >> GenerateShards(spec, config)
-        _ = {"stats": stats, "plan": planned["plan"]} | "WriteSummary" >> WriteSummary(config)
+        _ = {"stats": stats, "plan": planned["plan"]} | "WriteSummary" >> WriteSummary(
+            config, repaired)
     result = pipeline.run()
     result.wait_until_finish()
-    name = resume.PLAN_FILE if config.dry_run else resume.SUMMARY_FILE
-    summary = resume.read_json(join(config.output, name))
-    if summary is None and config.host_count > 1 and not config.dry_run:
-        # This host's shards are done; another host is still writing its own.
-        summary = {"complete": False, "host_index": config.host_index,
-                   "host_count": config.host_count}
-    if summary is None:
-        raise RuntimeError(f"the pipeline finished but wrote no {name} in {config.output}")
-    summary["metrics"] = _counters(result)
-    summary["wall_s"] = round(time.perf_counter() - started, 3)
-    return summary
+    return result
 
 
 def _counters(result: Any) -> dict[str, int]:
@@ -128,8 +160,10 @@ def summary_line(summary: dict[str, Any]) -> str:
             f"{c['rows_rejected']}; {c['images_planned']} images in {c['shards']} shards "
             f"({c['shards_complete']} complete, {c['shards_to_generate']} to generate)"
         )
+    repaired = c.get("shards_repaired")
     return (
         f"jaxgen: rows read {c['rows_read']} = generated {c['rows_generated']} + rejected "
         f"{c['rows_rejected']}; {c['images']} images in {c['shards']} shards "
-        f"({c['shards_written']} written now, {c['shards_skipped']} already complete)"
+        f"({c['shards_written']} written now, {c['shards_skipped']} already complete"
+        + (f", {repaired} found damaged and written again" if repaired else "") + ")"
     )

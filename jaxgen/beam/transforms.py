@@ -299,27 +299,32 @@ class GenerateShards(beam.PTransform):
 
 
 class _SummaryFn(beam.DoFn):
-    def __init__(self, config: JobConfig):
+    def __init__(self, config: JobConfig, repaired: dict[str, str] | None = None):
         self._config = config
+        self._repaired = dict(repaired or {})
 
     def process(self, plan: Plan, written: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         num = plan.layout.num_shards
         # With several hosts, only the one that finds every shard complete summarises.
         if self._config.host_count == 1 or len(resume.complete_shards(
                 self._config.output, num)) == num:
-            yield resume.write_summary(self._config, plan.layout, plan.file_rows, written)
+            yield resume.write_summary(self._config, plan.layout, plan.file_rows, written,
+                                       self._repaired)
 
 
 class WriteSummary(beam.PTransform):
-    """{"stats", "plan"} -> the `_dataset.json` summary, written once every shard is done."""
+    """{"stats", "plan"} -> the `_dataset.json` summary, written once every shard is done.
 
-    def __init__(self, config: JobConfig):
+    repaired: {shard name: what was wrong} for shards found damaged when the run began."""
+
+    def __init__(self, config: JobConfig, repaired: dict[str, str] | None = None):
         super().__init__()
         self._config = config
+        self._repaired = repaired
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection:
         return inputs["plan"] | "Summary" >> beam.ParDo(
-            _SummaryFn(self._config), written=beam.pvalue.AsList(inputs["stats"])
+            _SummaryFn(self._config, self._repaired), written=beam.pvalue.AsList(inputs["stats"])
         )
 
 

@@ -72,6 +72,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Beam pipeline option, repeatable (checked against Beam's options)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
+    p.add_argument("--restart", action="store_true", help="start the job over: first remove "
+                   "what jaxgen wrote in --out (nothing else)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty directory "
+                   "jaxgen did not create")
     p.add_argument("--host-index", type=int, help="this host's number in a multi-host job "
                    "(default: 0)")
     p.add_argument("--host-count", type=int, help="hosts sharing the job, shards split by "
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     progress = None if args.no_progress or args.dry_run else Progress(config)
     finished = False
     try:
-        summary = run_pipeline(config, None if args.dry_run else spec, beam_args)
+        summary = run_pipeline(config, None if args.dry_run else spec, beam_args,
+                               restart=args.restart, force=args.force)
         finished = True
     finally:
         if progress:

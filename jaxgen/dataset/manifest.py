@@ -2,8 +2,13 @@
 
 Formats: JSONL (one JSON object a line), CSV/TSV (a header row, then one record a row),
 Parquet (one table row a row) and TXT (one prompt a line). Files are opened through Beam's
-`FileSystems`, so any filesystem Beam has (local, gs://, s3://, ...) and any compression it
-detects from the extension (.gz, .bz2, .zst, ...) work.
+`FileSystems`, so any filesystem Beam has (local, gs://, s3://, ...) works, and so does any
+compression it detects from the extension (.gz, .bz2, .deflate, .zst, .xz, .lzma).
+
+Input is read to its verified end: a compressed stream that ends early, fails its
+checksum or is not what its extension says stops the job with a ManifestError naming the
+file (Beam's own reader would stop quietly and pass for a shorter manifest), and so does
+a file that is not, when read, the size (and sha256, when known) it had when the job began.
 
 What counts as a row, and its number, is decided here and only here: the counting pass
 and the reading pass both iterate `iter_rows`/`scan_ids`, so they always agree. Blank lines
@@ -16,9 +21,13 @@ rejected with its line number, and rows read = generated + rejected holds.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import dataclasses
+import hashlib
 import json
+import lzma
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -31,6 +40,7 @@ from jaxgen.requests import RequestError
 # How much of a bad row is kept in its reject record.
 RAW_CHARS = 2000
 _READ_CHUNK = 1 << 16
+_HASH_CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -55,6 +65,7 @@ class ManifestFile:
     path: str
     size: int
     format: str
+    sha256: str | None = None  # of the file's bytes as stored (compressed or not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +100,23 @@ def match_manifest(patterns: Iterable[str], manifest_format: str = "auto") -> li
         ManifestFile(i, path, found[path], detect_format(path, manifest_format))
         for i, path in enumerate(sorted(found))
     ]
+
+
+def with_content_hashes(files: Iterable[ManifestFile]) -> list[ManifestFile]:
+    """The files with their sha256 (one read of each), which every later read checks."""
+    out = []
+    for file in files:
+        with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            h = hashlib.sha256()
+            size = 0
+            while chunk := f.read(_HASH_CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+        if size != file.size:
+            raise ManifestError(f"manifest file {file.path!r}: listed with {file.size} bytes, "
+                                f"read {size}; it changed while the job started")
+        out.append(dataclasses.replace(file, sha256=h.hexdigest()))
+    return out
 
 
 def detect_format(path: str, manifest_format: str = "auto") -> str:
@@ -153,10 +181,90 @@ def scan_ids(file: ManifestFile, max_line_bytes: int) -> Iterator[tuple[int, int
 
 
 def _open(file: ManifestFile) -> BinaryIO:
+    raw = FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED)
     if file.format == "parquet":
         # pyarrow needs to seek; Beam's auto-decompression would hide the real file.
-        return FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return FileSystems.open(file.path)
+        return raw
+    return _VerifiedStream(raw, file)  # type: ignore[return-value]
+
+
+def _decompressor(path: str) -> Any:
+    kind = CompressionTypes.detect_compression_type(path)
+    if kind == CompressionTypes.UNCOMPRESSED:
+        return None
+    if kind == CompressionTypes.GZIP:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == CompressionTypes.DEFLATE:
+        return zlib.decompressobj()
+    if kind == CompressionTypes.BZIP2:
+        return bz2.BZ2Decompressor()
+    if kind == CompressionTypes.LZMA:
+        return lzma.LZMADecompressor()
+    import zstandard
+
+    return zstandard.ZstdDecompressor(max_window_size=1 << 31).decompressobj()
+
+
+class _VerifiedStream:
+    """A file's decompressed bytes; at its end, checks that every stream ended whole and
+    that the stored bytes have the size (and sha256) the job started with."""
+
+    def __init__(self, raw: BinaryIO, file: ManifestFile):
+        self._raw, self._file = raw, file
+        self._d = _decompressor(file.path)
+        self._hash = hashlib.sha256() if file.sha256 else None
+        self._size = 0
+        self._done = False
+
+    def read(self, n: int) -> bytes:
+        while not self._done:
+            chunk = self._raw.read(n)
+            if not chunk:
+                self._finish()
+                return b""
+            self._size += len(chunk)
+            if self._hash is not None:
+                self._hash.update(chunk)
+            out = self._decompress(chunk) if self._d is not None else chunk
+            if out:
+                return out
+        return b""
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        try:
+            while data:
+                if self._d.eof:  # a concatenated stream (gzip members, bz2 streams, frames)
+                    self._d = _decompressor(self._file.path)
+                out.append(self._d.decompress(data))
+                data = self._d.unused_data if self._d.eof else b""
+        except Exception as e:  # zlib.error, OSError, EOFError, zstd.ZstdError, ...
+            reason = f"is not a valid compressed stream ({type(e).__name__}: {e})"
+            raise self._error(reason) from None
+        return b"".join(out)
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._d is not None and not self._d.eof:
+            raise self._error("ends before its compressed stream does (truncated)")
+        if self._size != self._file.size:
+            raise self._error(f"read {self._size} bytes, listed with {self._file.size}; it "
+                              "changed while the job ran")
+        if self._hash is not None and self._hash.hexdigest() != self._file.sha256:
+            raise self._error("its sha256 changed while the job ran")
+
+    def _error(self, reason: str) -> ManifestError:
+        return ManifestError(f"manifest file {self._file.path!r}: {reason}; the job stops "
+                             "rather than make a dataset of part of it")
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _VerifiedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes, int]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.config import JobConfig
 from jaxgen.dataset.manifest import iter_rows, match_manifest
+from jaxgen.dataset.safe_io import read_bytes
 from jaxgen.dataset.shard import stats_name
 from jaxgen.dataset.writers import join
 
@@ -41,7 +41,9 @@ def completed_shards(output: str, seen: dict[str, int] | None = None) -> tuple[i
     seen = {} if seen is None else seen
     for meta in FileSystems.match([join(output, stats_name("*"))])[0].metadata_list:
         if meta.path not in seen:
-            with FileSystems.open(meta.path,
-                                  compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                seen[meta.path] = int(json.loads(f.read().decode()).get("images", 0))
+            try:
+                stats = json.loads((read_bytes(output, meta.path) or b"").decode())
+                seen[meta.path] = int(stats.get("images", 0))
+            except (ValueError, AttributeError):
+                continue  # unreadable (the run's start names it and regenerates that shard)
     return len(seen), sum(seen.values())

@@ -1,11 +1,13 @@
 """Shard writers: WebDataset tar + audit parquet, parquet with image bytes, imagefolder.
 
 Every file of a shard is first written under `OUTPUT/_tmp/<attempt>/...` and renamed into
-place only when the whole shard is written, its stats file last: a shard whose
-`NAME_stats.json` exists is complete, and a crashed or retried attempt leaves nothing but
-temp files (removed when the job completes). Each attempt has its own temp directory, so
-two attempts of one shard (a retry racing a straggler) never write the same temp file;
-whichever renames last wins, and both wrote the same bytes.
+place only when the whole shard is written and fsynced, its stats file last: a shard whose
+`NAME_stats.json` exists (and whose files match the sha256s it records) is complete, and a
+crashed or retried attempt leaves nothing but temp files (removed when the job completes).
+Temp files are created exclusively and never through a link (jaxgen.dataset.safe_io).
+Each attempt has its own temp directory, so two attempts of one shard (a retry racing a
+straggler) never write the same temp file; whichever renames last wins, and both wrote the
+same bytes.
 
 Bytes are deterministic: tar members have mtime 0, uid/gid 0, no user names, a fixed
 order; parquet files are written with fixed settings and no timestamps.
@@ -19,11 +21,11 @@ import tarfile
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.plan import PlannedRow, Reject
 from jaxgen.dataset.records import IMAGE_EXTENSIONS, ImageRecord, dumps_stable
+from jaxgen.dataset.safe_io import create_new, make_dirs, publish
 
 TMP_DIR = "_tmp"
 REJECTS_DIR = "_rejects"
@@ -78,20 +80,23 @@ class _CountingWriter:
 
 
 class ShardFiles:
-    """Files of one shard attempt: written under a temp dir, renamed into place by commit()."""
+    """Files of one shard attempt: written under a temp dir, renamed into place by commit().
+
+    Files written with listed=False (imagefolder images) are summed up in `bulk`: their
+    count, bytes, folder and one sha256 over their sorted (name, sha256) pairs, which is
+    what resume checks them against (bulk_digest).
+    """
 
     def __init__(self, output: str, attempt: str):
         self.output = output
         self._tmp = join(output, TMP_DIR, attempt)
         self._order: list[str] = []
         self._streams: dict[str, _CountingWriter] = {}
-        self.bulk: dict[str, int] = {}  # files not listed one by one in the stats (images)
+        self._bulk: dict[str, str] = {}  # relpath -> sha256, for files not listed one by one
+        self._bulk_bytes = 0
 
     def create(self, relpath: str) -> _CountingWriter:
-        raw = FileSystems.create(
-            join(self._tmp, relpath), compression_type=CompressionTypes.UNCOMPRESSED
-        )
-        stream = _CountingWriter(raw)
+        stream = _CountingWriter(create_new(self.output, join(self._tmp, relpath)))
         self._order.append(relpath)
         self._streams[relpath] = stream
         return stream
@@ -100,9 +105,19 @@ class ShardFiles:
         with self.create(relpath) as f:
             f.write(data)
         if not listed:
-            self._streams.pop(relpath)
-            self.bulk["count"] = self.bulk.get("count", 0) + 1
-            self.bulk["bytes"] = self.bulk.get("bytes", 0) + len(data)
+            self._bulk[relpath] = self._streams.pop(relpath).digest()["sha256"]
+            self._bulk_bytes += len(data)
+
+    @property
+    def bulk(self) -> dict[str, Any]:
+        """{} or {"count", "bytes", "dir", "sha256"} of the files not listed one by one."""
+        if not self._bulk:
+            return {}
+        folders = {p.rsplit("/", 1)[0] for p in self._bulk}
+        if len(folders) != 1:
+            raise ValueError(f"bulk files of one shard must share one folder, got {folders}")
+        return {"count": len(self._bulk), "bytes": self._bulk_bytes, "dir": folders.pop(),
+                "sha256": bulk_digest(self._bulk)}
 
     def digests(self) -> dict[str, dict[str, Any]]:
         return {path: s.digest() for path, s in sorted(self._streams.items())}
@@ -113,17 +128,17 @@ class ShardFiles:
             stream.close()
         parents = sorted({p.rsplit("/", 1)[0] for p in self._order if "/" in p})
         for parent in parents:
-            _mkdirs(join(self.output, parent))
-        FileSystems.rename(
-            [join(self._tmp, p) for p in self._order], [join(self.output, p) for p in self._order]
-        )
+            make_dirs(self.output, join(self.output, parent))
+        publish(self.output, [join(self._tmp, p) for p in self._order],
+                [join(self.output, p) for p in self._order])
 
 
-def _mkdirs(path: str) -> None:
-    try:
-        FileSystems.mkdirs(path)
-    except OSError:
-        pass  # exists already (local filesystems); object stores have no directories
+def bulk_digest(sha256_by_name: dict[str, str]) -> str:
+    """One sha256 over a folder's files: their sorted names and each one's sha256."""
+    h = hashlib.sha256()
+    for name in sorted(sha256_by_name):
+        h.update(f"{name.rsplit('/', 1)[-1]}\0{sha256_by_name[name]}\n".encode())
+    return h.hexdigest()
 
 
 def rejects_jsonl(rejects: Iterable[Reject]) -> bytes:

@@ -49,6 +49,13 @@ class GeneratorSpec:
             raise ValueError(f"batch_size {self.batch_size}: must be a positive multiple of the "
                              f"data axis ({n_data} devices here)")
 
+    def job_record(self) -> dict[str, Any]:
+        """What of this spec changes pixels, for the job record (`_job.json`): the model
+        directory's content, and the dtype, batch size, model split and weight variant."""
+        return {"model_sha256": directory_sha256(self.model_path), "dtype": self.dtype or "auto",
+                "batch_size": self.batch_size, "model_parallel": self.model_parallel,
+                "variant": self.variant}
+
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""
         from jaxgen.weights.model_dir import size_multiple
@@ -72,3 +79,16 @@ class GeneratorSpec:
         from jaxgen.weights.model_dir import resolve_model_path
 
         return resolve_model_path(self.model)
+
+
+def directory_sha256(root: Path) -> str:
+    """One sha256 over every file under `root`: its relative path and its bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
