@@ -33,7 +33,8 @@ from jaxgen.dataset.plan import Plan, PlannedRow, Reject
 from jaxgen.dataset.rows import row_to_request
 from jaxgen.dataset.shard import generate_shard, stats_name, write_rejects_only
 from jaxgen.dataset.writers import join
-from jaxgen.requests import RequestError, stable_seed
+from jaxgen.images import DEFAULT_RESIZE
+from jaxgen.requests import ConfigError, RequestError, stable_seed
 
 NAMESPACE = "jaxgen"
 _Position = tuple[int, int, int]  # (file index, row index, line)
@@ -152,6 +153,7 @@ class _PlanFileFn(beam.DoFn):
                     request = row_to_request(
                         raw.fields or {}, cfg, text_values=raw.text_values,
                         fallback_seed=functools.partial(stable_seed, cfg.job_seed, place=index),
+                        source=file.path,
                     )
                     dup = duplicates.get((file.index, raw.row_index))
                     if dup is not None:
@@ -269,6 +271,18 @@ class _CompleteShardsFn(beam.DoFn):
         yield frozenset(done)
 
 
+def with_resize(spec: Any, resize: str) -> Any:
+    """The spec whose generator fits init images by the job's `resize` policy: the generator
+    takes the policy when it is built (a `resize` field of the spec)."""
+    if dataclasses.is_dataclass(spec) and any(f.name == "resize"
+                                              for f in dataclasses.fields(spec)):
+        return dataclasses.replace(spec, resize=resize)
+    if resize != DEFAULT_RESIZE:
+        raise ConfigError(f"resize {resize!r}: the generator spec {type(spec).__name__} has no "
+                          "resize setting, so it would fit init images its own way")
+    return spec
+
+
 class GenerateShards(beam.PTransform):
     """PlanShards' output -> one stats dict per shard written by this run.
 
@@ -278,7 +292,7 @@ class GenerateShards(beam.PTransform):
 
     def __init__(self, spec: Any, config: JobConfig):
         super().__init__()
-        self._spec = spec
+        self._spec = with_resize(spec, config.resize)
         self._config = config
 
     def expand(self, planned: dict[str, beam.PCollection]) -> beam.PCollection:
