@@ -164,6 +164,9 @@ class _PlanFileFn(beam.DoFn):
                         )
                 except RequestError as e:
                     error = (e.field, str(e))
+                except (TypeError, ValueError, OverflowError, RecursionError) as e:
+                    # Unforeseen, but this row's alone: it must not stop the job.
+                    error = ("row", f"cannot be read ({type(e).__name__}: {e})")
             if error is None:
                 item: PlannedRow | Reject = PlannedRow(
                     key, index, shard, file.path, raw.line, request
