@@ -62,8 +62,8 @@ class _ScanFileFn(beam.DoFn):
         rows = pending = 0
         for row_index, line, row_id in scan_ids(file, self._max):
             rows += 1
-            if row_id is None:
-                continue
+            if row_id is None or not _storable(row_id):
+                continue  # an id UTF-8 cannot hold rejects its row when it is parsed
             bucket = zlib.crc32(row_id.encode()) % _ID_BUCKETS
             chunks.setdefault(bucket, []).append((row_id, file.index, row_index, line))
             pending += 1
@@ -78,6 +78,14 @@ class _ScanFileFn(beam.DoFn):
         for bucket in sorted(chunks):
             yield beam.pvalue.TaggedOutput("ids", (bucket, chunks[bucket]))
         chunks.clear()
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _later_duplicates(kv: tuple[int, Iterable[list[Any]]]) -> Iterator[tuple[tuple[int, int], Any]]:

@@ -91,6 +91,7 @@ def row_to_request(
         if name in given:
             raise RequestError(name, value, f"is given twice (also as {column!r})")
         given[name] = _parse_text(name, value) if text_values else _coerce(name, value)
+    _check_text(given)
     metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns,
                                config.metadata_columns)
     if metadata is not None:
@@ -106,7 +107,6 @@ def row_to_request(
     merged = {**defaults, **given}
     if merged.get("seed") is None and fallback_seed is not None:
         merged["seed"] = fallback_seed(merged.get("id"))
-    _check_text(merged)
     request = GenerationRequest(**merged)
     request = validate_request(request, size_multiple=config.required_multiple)
     if source is not None:
