@@ -103,6 +103,7 @@ class FakeSpec:
     size_multiple: int = 8  # what an init image's own size is rounded to
     resize: str = DEFAULT_RESIZE
     failing_prompt: str | None = None  # a batch holding this prompt fails, as on a device
+    model_path: str | None = None  # a model directory, for its tokenizer (dry runs check it)
 
     def build(self) -> FakeGenerator:
         if self.builds_dir:

@@ -144,3 +144,29 @@ def test_poison_rows_are_rejected_and_the_job_and_its_rerun_go_on(tmp_path: Path
     rows = ("rows_read", "rows_generated", "rows_rejected", "images")
     assert [rerun["counts"][k] for k in rows] == [c[k] for k in rows]
     assert rerun["counts"]["shards_skipped"] == 4
+
+
+def test_the_dry_run_tokenizes_every_row_with_the_models_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jaxgen.beam import transforms
+    from jaxgen.weights.tokenizer import tokenize, write_clip_tokenizer
+
+    write_clip_tokenizer(tmp_path / "model" / "tokenizer", ["square"])
+    seen = []
+
+    def tokenize_or_fail(tokenizer, prompts):  # the tokenizer failing on one row's text
+        seen.extend(prompts)
+        if "untokenizable" in prompts:
+            raise ValueError("no tokens for this text")
+        return tokenize(tokenizer, prompts)
+
+    monkeypatch.setattr(transforms, "tokenize", tokenize_or_fail)
+    (tmp_path / "m.jsonl").write_text('{"prompt": "square"}\n{"prompt": "untokenizable"}\n')
+    cfg = JobConfig(manifest=str(tmp_path / "m.jsonl"), output=str(tmp_path / "out"),
+                    dry_run=True, defaults={"height": 8, "width": 8})
+    report = run_pipeline(cfg, FakeSpec(model_path=str(tmp_path / "model")))
+    assert (report["counts"]["rows_valid"], report["counts"]["rows_rejected"]) == (1, 1)
+    [reject] = shard_rejects(tmp_path / "out")
+    assert (reject["line"], reject["field"], reject["stage"]) == (2, "prompt", "tokenize")
+    assert "no tokens for this text" in reject["reason"] and "square" in seen

@@ -82,7 +82,7 @@ def run_pipeline(
         resume.check_or_record_job(config, files)
     pipeline = beam.Pipeline(options=options)
     manifest = pipeline | "ReadManifest" >> ReadManifest(config, files)
-    planned = manifest | "PlanShards" >> PlanShards(config)
+    planned = manifest | "PlanShards" >> PlanShards(config, spec)
     if config.dry_run:
         _ = planned | "ReportPlan" >> ReportPlan(config)
     else:

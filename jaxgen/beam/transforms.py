@@ -20,6 +20,7 @@ import functools
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -34,7 +35,8 @@ from jaxgen.dataset.rows import row_to_request
 from jaxgen.dataset.shard import generate_shard, stats_name, write_rejects_only
 from jaxgen.dataset.writers import join
 from jaxgen.images import DEFAULT_RESIZE
-from jaxgen.requests import ConfigError, RequestError, stable_seed
+from jaxgen.requests import ConfigError, GenerationRequest, RequestError, stable_seed
+from jaxgen.weights.tokenizer import tokenize
 
 NAMESPACE = "jaxgen"
 _Position = tuple[int, int, int]  # (file index, row index, line)
@@ -140,13 +142,35 @@ class ReadManifest(beam.PTransform):
 
 
 class _PlanFileFn(beam.DoFn):
-    """The main pass over one file: each row -> (shard, PlannedRow | Reject)."""
+    """The main pass over one file: each row -> (shard, PlannedRow | Reject).
 
-    def __init__(self, config: JobConfig):
+    Given a tokenizer folder (a dry run's: a real run's generator tokenizes, and reports
+    what fails through on_reject), each valid row's prompts are also tokenized here.
+    """
+
+    def __init__(self, config: JobConfig, tokenizer_dir: str | None = None):
         self._config = config
+        self._tokenizer_dir = tokenizer_dir
+        self._tokenizer: Any = None
         self._read = _counter("rows_read")
         self._valid = _counter("rows_valid")
         self._rejected = _counter("rows_rejected")
+
+    def setup(self) -> None:
+        if self._tokenizer_dir is not None:
+            from jaxgen.weights.model_dir import load_tokenizer  # imports JAX: only when used
+
+            self._tokenizer = load_tokenizer(Path(self._tokenizer_dir))
+
+    def _tokenize_error(self, request: GenerationRequest) -> tuple[str, str, str] | None:
+        for field in ("prompt", "negative_prompt"):
+            try:
+                tokenize(self._tokenizer, [getattr(request, field)])
+            except Exception as e:  # the tokenizer's failure on this row's text
+                reason = f"cannot be tokenized ({type(e).__name__}: {e})"
+                return field, str(RequestError(field, getattr(request, field), reason)), \
+                    "tokenize"
+        return None
 
     def process(self, file: ManifestFile, plan: Plan, duplicates: dict) -> Iterator[Any]:
         cfg, layout = self._config, plan.layout
@@ -175,6 +199,8 @@ class _PlanFileFn(beam.DoFn):
                 except (TypeError, ValueError, OverflowError, RecursionError) as e:
                     # Unforeseen, but this row's alone: it must not stop the job.
                     error = ("row", f"cannot be read ({type(e).__name__}: {e})")
+            if error is None and self._tokenizer is not None:
+                error = self._tokenize_error(request)
             if error is None:
                 item: PlannedRow | Reject = PlannedRow(
                     key, index, shard, file.path, raw.line, request
@@ -192,16 +218,27 @@ class _PlanFileFn(beam.DoFn):
             )
 
 
-class PlanShards(beam.PTransform):
-    """ReadManifest's output -> {"items": (shard, PlannedRow | Reject), "plan": Plan}."""
+def tokenizer_dir(spec: Any) -> str | None:
+    """The tokenizer folder of a spec's model directory (`model_path`), if it has one."""
+    root = getattr(spec, "model_path", None)
+    return None if root is None else str(Path(root) / "tokenizer")
 
-    def __init__(self, config: JobConfig):
+
+class PlanShards(beam.PTransform):
+    """ReadManifest's output -> {"items": (shard, PlannedRow | Reject), "plan": Plan}.
+
+    A dry run given the generator spec also tokenizes every row's prompts with the model's
+    tokenizer (no weights are loaded), so it finds every reject a real run's plan would.
+    """
+
+    def __init__(self, config: JobConfig, spec: Any = None):
         super().__init__()
         self._config = config
+        self._tokenizer_dir = tokenizer_dir(spec) if config.dry_run else None
 
     def expand(self, manifest: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
         items = manifest["files"] | "PlanRows" >> beam.ParDo(
-            _PlanFileFn(self._config),
+            _PlanFileFn(self._config, self._tokenizer_dir),
             plan=beam.pvalue.AsSingleton(manifest["plan"]),
             duplicates=beam.pvalue.AsDict(manifest["duplicates"]),
         )

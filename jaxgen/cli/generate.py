@@ -147,7 +147,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     progress = None if args.no_progress or args.dry_run else Progress(config)
     finished = False
     try:
-        summary = run_pipeline(config, None if args.dry_run else spec, beam_args)
+        # A dry run takes the spec too: its model's tokenizer checks every row (no weights).
+        summary = run_pipeline(config, spec, beam_args)
         finished = True
     finally:
         if progress:
