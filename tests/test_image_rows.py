@@ -217,3 +217,14 @@ def test_mixed_manifest_gives_the_same_shards_on_every_runner(
                          or p.parent.name == "_rejects"}
     assert len(digests["in_memory"]) == 3 * 2 + 3
     assert digests["multi_processing"] == digests["in_memory"] == digests["portable"]
+
+
+def test_the_dry_run_reads_the_images_and_finds_the_same_rejects(
+    generated: tuple[Path, dict], manifest: Path, tmp_path: Path
+) -> None:
+    report = run_pipeline(job(manifest, tmp_path / "dry", dry_run=True))
+    assert (report["counts"]["rows_valid"], report["counts"]["rows_rejected"]) == (
+        len(GOOD), len(BAD))
+    dry, real = rejects(tmp_path / "dry"), rejects(generated[0])
+    assert {line: (r["field"], r["stage"], r["reason"]) for line, r in dry.items()} == {
+        line: (r["field"], r["stage"], r["reason"]) for line, r in real.items()}

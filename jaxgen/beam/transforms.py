@@ -34,7 +34,7 @@ from jaxgen.dataset.plan import Plan, PlannedRow, Reject
 from jaxgen.dataset.rows import row_to_request
 from jaxgen.dataset.shard import generate_shard, stats_name, write_rejects_only
 from jaxgen.dataset.writers import join
-from jaxgen.images import DEFAULT_RESIZE
+from jaxgen.images import DEFAULT_RESIZE, ImageInputError, load_image_inputs
 from jaxgen.requests import ConfigError, GenerationRequest, RequestError, stable_seed
 from jaxgen.weights.tokenizer import tokenize
 
@@ -141,11 +141,23 @@ class ReadManifest(beam.PTransform):
         return {"files": files, "plan": plan, "duplicates": duplicates}
 
 
+def _image_error(request: GenerationRequest, config: JobConfig) -> tuple[str, str, str] | None:
+    """A dry run reads each init image and mask as the generator will (then drops them)."""
+    size = None if request.height is None else (request.height, request.width)
+    try:
+        load_image_inputs(request.init_image, request.mask_image, size=size,
+                          size_multiple=config.required_multiple, resize=config.resize)
+    except ImageInputError as e:
+        return e.field, str(e), "image"
+    return None
+
+
 class _PlanFileFn(beam.DoFn):
     """The main pass over one file: each row -> (shard, PlannedRow | Reject).
 
-    Given a tokenizer folder (a dry run's: a real run's generator tokenizes, and reports
-    what fails through on_reject), each valid row's prompts are also tokenized here.
+    A dry run also does here what a real run's generator does and reports through on_reject:
+    it tokenizes each valid row's prompts (given the model's tokenizer folder) and reads its
+    init image and mask, so it finds the rejects a real run would.
     """
 
     def __init__(self, config: JobConfig, tokenizer_dir: str | None = None):
@@ -201,6 +213,8 @@ class _PlanFileFn(beam.DoFn):
                     error = ("row", f"cannot be read ({type(e).__name__}: {e})")
             if error is None and self._tokenizer is not None:
                 error = self._tokenize_error(request)
+            if error is None and cfg.dry_run and request.init_image is not None:
+                error = _image_error(request, cfg)
             if error is None:
                 item: PlannedRow | Reject = PlannedRow(
                     key, index, shard, file.path, raw.line, request
