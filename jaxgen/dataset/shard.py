@@ -30,10 +30,9 @@ if TYPE_CHECKING:
     from jaxgen.engine.types import GeneratedImage
 
 log = logging.getLogger("jaxgen.dataset")
-# After a batch fails, its rows are retried one by one over this many batches' worth of rows
-# (what a generator keeps in flight), at most this many times per shard.
+# After a batch fails, the rows from the first not yet made are retried one by one, this many
+# batches' worth (more than a generator keeps in flight), then batching resumes after them.
 ISOLATION_WINDOW = 8
-MAX_BATCH_FAILURES = 3
 
 
 def stats_name(shard_name: str) -> str:
@@ -180,10 +179,12 @@ RowReject = Callable[[PlannedRow, str, str, str], None]
 def _generate_rows(generator: Any, rows: list[PlannedRow],
                    reject: RowReject) -> Iterator[tuple[PlannedRow, list[GeneratedImage]]]:
     """Yield (row, its images) in order. A failure of the generator is retried row by row
-    over the rows it may have come from (bounded); a row that fails alone is rejected, and a
-    failure no single row reproduces is raised (the device's, not a row's: the runner retries)."""
+    over the rows it may have come from (ISOLATION_WINDOW batches); a row that fails alone is
+    rejected. A failure that no row, or every one of several rows, reproduces alone is raised:
+    the device's, not a row's, so the runner retries the shard. Each failure either raises or
+    moves past its window, so the retries are bounded by the shard's rows."""
     window = ISOLATION_WINDOW * max(1, int(getattr(generator, "batch_size", 1) or 1))
-    start = failures = 0
+    start = 0
     while start < len(rows):
         done = start
         try:
@@ -194,9 +195,6 @@ def _generate_rows(generator: Any, rows: list[PlannedRow],
         except GeneratorContractError:
             raise
         except Exception as error:
-            failures += 1
-            if failures > MAX_BATCH_FAILURES:
-                raise
             log.warning("a batch failed (%s: %s); retrying its rows one by one",
                         type(error).__name__, error)
             suspects = rows[done:done + window]
