@@ -27,7 +27,7 @@ GOOD = [  # (row, what its record must say)
     ({"prompt": "plain", "id": "t2i"}, {}),
     ({"prompt": "edit", "id": "img2img", "init_image": "images/photo.png"}, {"size": (16, 24)}),
     ({"prompt": "edit sized", "id": "img2img-16", "init_image": "images/photo.png",
-      "height": 16, "width": 16, "strength": 0.3}, {"size": (16, 16), "strength": 0.3}),
+      "height": 16, "width": 16, "strength": 0.6}, {"size": (16, 16), "strength": 0.6}),
     ({"prompt": "repaint", "id": "inpaint", "init_image": "images/photo.png",
       "mask_image": "images/mask.png"}, {"size": (16, 24)}),
 ]
