@@ -59,8 +59,9 @@ class GenerationRequest:
     seed: int | None = None
     guidance: float = 7.5
     steps: int = 25  # (shape: the loop length is static)
-    height: int = 512  # (shape)
-    width: int = 512  # (shape)
+    # (shape) None: the init image's own size, rounded to the model's size multiple
+    height: int | None = 512
+    width: int | None = 512  # (shape) as height
     sampler: str = "dpmpp_2m"  # (shape: a different program)
     num_images: int = 1
     id: str | None = None
@@ -111,6 +112,8 @@ def validate_request(
         raise RequestError("steps", r.steps, f"must be an integer in [1, {MAX_STEPS}]")
     for name in ("height", "width"):
         side = getattr(r, name)
+        if side is None and r.init_image is not None:
+            continue  # the init image's own size, known once it is read
         if not _is_int(side) or not size_multiple <= side <= MAX_SIDE:
             raise RequestError(name, side, f"must be an integer in [{size_multiple}, {MAX_SIDE}]")
         if side % size_multiple:

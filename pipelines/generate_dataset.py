@@ -31,13 +31,14 @@ from jaxgen.beam.options import check_beam_args
 from jaxgen.beam.pipeline import run_pipeline, summary_line
 from jaxgen.beam.profiles import profile_flags
 from jaxgen.dataset.config import JobConfig, load_job_config
+from jaxgen.images import RESIZE_POLICIES
 from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, ConfigError
 
 # Flags that are JobConfig settings (the rest of JobConfig's fields are defaults.*).
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
     "job_seed", "manifest_format", "unknown_columns", "metadata_columns", "max_line_bytes",
-    "max_metadata_bytes", "size_multiple",
+    "max_metadata_bytes", "size_multiple", "resize",
 )
 
 
@@ -59,6 +60,10 @@ class GenerateDatasetOptions(PipelineOptions):
         g.add_argument("--max_line_bytes", type=int)
         g.add_argument("--max_metadata_bytes", type=int)
         g.add_argument("--size_multiple", type=int, help="height/width must be multiples")
+        g.add_argument("--resize", choices=RESIZE_POLICIES,
+                       help="how an init image (and mask) is fitted to its row's size: crop to "
+                       "cover, fit inside on white, or stretch (default: "
+                       f"{JobConfig.resize})")
         # Not --dry_run: that is Beam's own TestOptions flag (DataflowRunner then submits nothing).
         g.add_argument(
             "--dry-run", "--plan_only", dest="jaxgen_dry_run", action="store_true",

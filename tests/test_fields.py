@@ -80,3 +80,16 @@ def test_every_sampler_has_a_display_name():
     assert SAMPLERS == tuple(SAMPLER_DISPLAY_NAMES)
     assert SAMPLER_DISPLAY_NAMES["euler_ancestral"] == "Euler a"
     assert len(set(SAMPLER_DISPLAY_NAMES.values())) == len(SAMPLERS)
+
+
+def test_resize_is_a_job_setting_with_its_default_in_both_launchers_help(tmp_path: Path):
+    cli_help = argparse.ArgumentParser()
+    generate.add_parser(cli_help)
+    beam_help = argparse.ArgumentParser()
+    generate_dataset.GenerateDatasetOptions._add_argparse_args(beam_help)
+    for text in (cli_help.format_help(), beam_help.format_help()):
+        assert "--resize {crop,fit,stretch}" in text and "(default: crop)" in text
+    cli = generate.job_config(cli_args("--resize", "fit", "--model", str(tmp_path)))
+    beam = generate_dataset.job_config(beam_options("--resize", "fit"))
+    assert cli == beam and cli.resize == "fit"
+    assert generate.job_config(cli_args("--model", str(tmp_path))).resize == "crop"

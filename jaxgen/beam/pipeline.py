@@ -123,7 +123,7 @@ def _run(config: JobConfig, spec: Any, options: PipelineOptions, files: list[Any
          repaired: dict[str, str]) -> Any:
     pipeline = beam.Pipeline(options=options)
     manifest = pipeline | "ReadManifest" >> ReadManifest(config, files)
-    planned = manifest | "PlanShards" >> PlanShards(config)
+    planned = manifest | "PlanShards" >> PlanShards(config, spec)
     if config.dry_run:
         _ = planned | "ReportPlan" >> ReportPlan(config)
     else:

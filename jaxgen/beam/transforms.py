@@ -20,6 +20,7 @@ import functools
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -33,7 +34,9 @@ from jaxgen.dataset.plan import Plan, PlannedRow, Reject
 from jaxgen.dataset.rows import row_to_request
 from jaxgen.dataset.shard import generate_shard, stats_name, write_rejects_only
 from jaxgen.dataset.writers import join
-from jaxgen.requests import RequestError, stable_seed
+from jaxgen.images import DEFAULT_RESIZE, ImageInputError, load_image_inputs
+from jaxgen.requests import ConfigError, GenerationRequest, RequestError, stable_seed
+from jaxgen.weights.tokenizer import tokenize
 
 NAMESPACE = "jaxgen"
 _Position = tuple[int, int, int]  # (file index, row index, line)
@@ -61,8 +64,8 @@ class _ScanFileFn(beam.DoFn):
         rows = pending = 0
         for row_index, line, row_id in scan_ids(file, self._max):
             rows += 1
-            if row_id is None:
-                continue
+            if row_id is None or not _storable(row_id):
+                continue  # an id UTF-8 cannot hold rejects its row when it is parsed
             bucket = zlib.crc32(row_id.encode()) % _ID_BUCKETS
             chunks.setdefault(bucket, []).append((row_id, file.index, row_index, line))
             pending += 1
@@ -77,6 +80,14 @@ class _ScanFileFn(beam.DoFn):
         for bucket in sorted(chunks):
             yield beam.pvalue.TaggedOutput("ids", (bucket, chunks[bucket]))
         chunks.clear()
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _later_duplicates(kv: tuple[int, Iterable[list[Any]]]) -> Iterator[tuple[tuple[int, int], Any]]:
@@ -130,14 +141,48 @@ class ReadManifest(beam.PTransform):
         return {"files": files, "plan": plan, "duplicates": duplicates}
 
 
-class _PlanFileFn(beam.DoFn):
-    """The main pass over one file: each row -> (shard, PlannedRow | Reject)."""
+def _image_error(request: GenerationRequest, config: JobConfig) -> tuple[str, str, str] | None:
+    """A dry run reads each init image and mask as the generator will (then drops them)."""
+    size = None if request.height is None else (request.height, request.width)
+    try:
+        load_image_inputs(request.init_image, request.mask_image, size=size,
+                          size_multiple=config.required_multiple, resize=config.resize)
+    except ImageInputError as e:
+        return e.field, str(e), "image"
+    return None
 
-    def __init__(self, config: JobConfig):
+
+class _PlanFileFn(beam.DoFn):
+    """The main pass over one file: each row -> (shard, PlannedRow | Reject).
+
+    A dry run also does here what a real run's generator does and reports through on_reject:
+    it tokenizes each valid row's prompts (given the model's tokenizer folder) and reads its
+    init image and mask, so it finds the rejects a real run would.
+    """
+
+    def __init__(self, config: JobConfig, tokenizer_dir: str | None = None):
         self._config = config
+        self._tokenizer_dir = tokenizer_dir
+        self._tokenizer: Any = None
         self._read = _counter("rows_read")
         self._valid = _counter("rows_valid")
         self._rejected = _counter("rows_rejected")
+
+    def setup(self) -> None:
+        if self._tokenizer_dir is not None:
+            from jaxgen.weights.model_dir import load_tokenizer  # imports JAX: only when used
+
+            self._tokenizer = load_tokenizer(Path(self._tokenizer_dir))
+
+    def _tokenize_error(self, request: GenerationRequest) -> tuple[str, str, str] | None:
+        for field in ("prompt", "negative_prompt"):
+            try:
+                tokenize(self._tokenizer, [getattr(request, field)])
+            except Exception as e:  # the tokenizer's failure on this row's text
+                reason = f"cannot be tokenized ({type(e).__name__}: {e})"
+                return field, str(RequestError(field, getattr(request, field), reason)), \
+                    "tokenize"
+        return None
 
     def process(self, file: ManifestFile, plan: Plan, duplicates: dict) -> Iterator[Any]:
         cfg, layout = self._config, plan.layout
@@ -152,6 +197,7 @@ class _PlanFileFn(beam.DoFn):
                     request = row_to_request(
                         raw.fields or {}, cfg, text_values=raw.text_values,
                         fallback_seed=functools.partial(stable_seed, cfg.job_seed, place=index),
+                        source=file.path,
                     )
                     dup = duplicates.get((file.index, raw.row_index))
                     if dup is not None:
@@ -162,6 +208,13 @@ class _PlanFileFn(beam.DoFn):
                         )
                 except RequestError as e:
                     error = (e.field, str(e))
+                except (TypeError, ValueError, OverflowError, RecursionError) as e:
+                    # Unforeseen, but this row's alone: it must not stop the job.
+                    error = ("row", f"cannot be read ({type(e).__name__}: {e})")
+            if error is None and self._tokenizer is not None:
+                error = self._tokenize_error(request)
+            if error is None and cfg.dry_run and request.init_image is not None:
+                error = _image_error(request, cfg)
             if error is None:
                 item: PlannedRow | Reject = PlannedRow(
                     key, index, shard, file.path, raw.line, request
@@ -179,16 +232,27 @@ class _PlanFileFn(beam.DoFn):
             )
 
 
-class PlanShards(beam.PTransform):
-    """ReadManifest's output -> {"items": (shard, PlannedRow | Reject), "plan": Plan}."""
+def tokenizer_dir(spec: Any) -> str | None:
+    """The tokenizer folder of a spec's model directory (`model_path`), if it has one."""
+    root = getattr(spec, "model_path", None)
+    return None if root is None else str(Path(root) / "tokenizer")
 
-    def __init__(self, config: JobConfig):
+
+class PlanShards(beam.PTransform):
+    """ReadManifest's output -> {"items": (shard, PlannedRow | Reject), "plan": Plan}.
+
+    A dry run given the generator spec also tokenizes every row's prompts with the model's
+    tokenizer (no weights are loaded), so it finds every reject a real run's plan would.
+    """
+
+    def __init__(self, config: JobConfig, spec: Any = None):
         super().__init__()
         self._config = config
+        self._tokenizer_dir = tokenizer_dir(spec) if config.dry_run else None
 
     def expand(self, manifest: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
         items = manifest["files"] | "PlanRows" >> beam.ParDo(
-            _PlanFileFn(self._config),
+            _PlanFileFn(self._config, self._tokenizer_dir),
             plan=beam.pvalue.AsSingleton(manifest["plan"]),
             duplicates=beam.pvalue.AsDict(manifest["duplicates"]),
         )
@@ -269,6 +333,18 @@ class _CompleteShardsFn(beam.DoFn):
         yield frozenset(done)
 
 
+def with_resize(spec: Any, resize: str) -> Any:
+    """The spec whose generator fits init images by the job's `resize` policy: the generator
+    takes the policy when it is built (a `resize` field of the spec)."""
+    if dataclasses.is_dataclass(spec) and any(f.name == "resize"
+                                              for f in dataclasses.fields(spec)):
+        return dataclasses.replace(spec, resize=resize)
+    if resize != DEFAULT_RESIZE:
+        raise ConfigError(f"resize {resize!r}: the generator spec {type(spec).__name__} has no "
+                          "resize setting, so it would fit init images its own way")
+    return spec
+
+
 class GenerateShards(beam.PTransform):
     """PlanShards' output -> one stats dict per shard written by this run.
 
@@ -278,7 +354,7 @@ class GenerateShards(beam.PTransform):
 
     def __init__(self, spec: Any, config: JobConfig):
         super().__init__()
-        self._spec = spec
+        self._spec = with_resize(spec, config.resize)
         self._config = config
 
     def expand(self, planned: dict[str, beam.PCollection]) -> beam.PCollection:

@@ -18,6 +18,7 @@ from jaxgen.dataset.config import (
     JobConfig,
     load_job_config,
 )
+from jaxgen.images import RESIZE_POLICIES
 from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, SAMPLERS
 
 DEFAULTS_CHAIN = """\
@@ -57,6 +58,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    f"{built_in['unknown_columns']})")
     p.add_argument("--metadata-columns", metavar="A,B",
                    help="manifest columns to carry into each record's metadata (default: none)")
+    p.add_argument("--resize", choices=RESIZE_POLICIES,
+                   help="how an init image (and mask) is fitted to its row's size: crop to "
+                   "cover, fit inside on white, or stretch (default: "
+                   f"{built_in['resize']})")
     p.add_argument("--batch-size", type=int,
                    help="images per device step, global (default: by device count)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"),
@@ -112,7 +117,7 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
 
     settings = {name: getattr(args, name) for name in (
         "output_format", "image_format", "image_quality", "shard_size", "job_seed",
-        "host_index", "host_count", "unknown_columns", "metadata_columns")}
+        "host_index", "host_count", "unknown_columns", "metadata_columns", "resize")}
     settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
     settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
                     size_multiple=size_multiple or None)
@@ -146,8 +151,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     progress = None if args.no_progress or args.dry_run else Progress(config)
     finished = False
     try:
-        summary = run_pipeline(config, None if args.dry_run else spec, beam_args,
-                               restart=args.restart, force=args.force)
+        # A dry run takes the spec too: its model's tokenizer checks every row (no weights).
+        summary = run_pipeline(config, spec, beam_args, restart=args.restart, force=args.force)
         finished = True
     finally:
         if progress:

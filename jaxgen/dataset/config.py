@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from jaxgen.dataset.suggest import did_you_mean
+from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from jaxgen.requests import (
     DEFAULTABLE_FIELDS,
     FIELD_ALIASES,
@@ -62,6 +63,8 @@ class JobConfig:
     metadata_columns: columns carried into the record's user metadata whatever the policy.
     max_line_bytes: longer manifest lines (or CSV records) are rejected unread, which also
       bounds the memory one row can take.
+    resize: how an init image (and its mask) is fitted to its row's size: crop, fit or
+      stretch (jaxgen.images.fit_to_size). The generator takes it when it is built.
     """
 
     manifest: str
@@ -78,6 +81,7 @@ class JobConfig:
     max_line_bytes: int = 1 << 20
     max_metadata_bytes: int = 64 << 10
     size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
+    resize: str = DEFAULT_RESIZE
     dry_run: bool = False
     # Multi-host (e.g. a TPU pod without a Beam cluster): every host runs the same job and
     # generates the shards s with s % host_count == host_index; the last to finish writes
@@ -94,6 +98,7 @@ class JobConfig:
         _check_choice("image_format", self.image_format, IMAGE_FORMATS)
         _check_choice("manifest_format", self.manifest_format, MANIFEST_FORMATS)
         _check_choice("unknown_columns", self.unknown_columns, UNKNOWN_COLUMN_POLICIES)
+        _check_choice("resize", self.resize, RESIZE_POLICIES)
         _check_int("image_quality", self.image_quality, 1, 100)
         _check_int("shard_size", self.shard_size, 1, 10**7)
         _check_int("job_seed", self.job_seed, 0, 2**63 - 1)

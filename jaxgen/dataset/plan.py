@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,9 +106,14 @@ class PlannedRow:
         return [image_key(self.key, i, n) for i in range(n)]
 
 
+# Where on its way to an image a row failed (a reject's `stage`).
+STAGES = ("parse", "tokenize", "image", "generate", "encode")
+
+
 @dataclasses.dataclass(frozen=True)
 class Reject:
-    """A row that will not be generated, and why (`field` names the culprit)."""
+    """A row that will not be generated, and why (`field` names the culprit, `stage` says
+    where it failed: one of STAGES)."""
 
     key: str
     index: int
@@ -117,16 +123,30 @@ class Reject:
     raw: str
     field: str
     reason: str
+    stage: str = "parse"
+
+    @classmethod
+    def of(cls, row: PlannedRow, field: str, reason: str, stage: str) -> Reject:
+        """A planned row rejected later on its way to an image; `raw` is its request as JSON."""
+        raw = json.dumps(dataclasses.asdict(row.request), ensure_ascii=False, default=repr)
+        return cls(row.key, row.index, row.shard, row.source, row.line, raw, field, reason, stage)
 
     def to_json(self) -> dict[str, Any]:
+        # Text that UTF-8 cannot hold (lone surrogates) is escaped: a reject must always be
+        # writable, whatever the row held.
         return {
             "key": self.key,
-            "source": self.source,
+            "source": _writable(self.source),
             "line": self.line,
-            "field": self.field,
-            "reason": self.reason,
-            "row": self.raw,
+            "stage": self.stage,
+            "field": _writable(self.field),
+            "reason": _writable(self.reason),
+            "row": _writable(self.raw),
         }
+
+
+def _writable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 ShardItem = PlannedRow | Reject

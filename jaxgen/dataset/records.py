@@ -6,6 +6,12 @@ output and the line of imagefolder's metadata.jsonl: the same keys and types in 
 num_images > 1 the images of one request share it and differ by `image_index` (how the
 generator turns the pair into noise is the generator's business).
 
+Image-to-image and inpainting records add the source image's reference and the sha256 of its
+bytes (`init_image`, `init_image_sha256`), the mask's (`mask_image`, `mask_image_sha256`),
+`strength` and the `resize` policy that fitted them; a text-to-image record has none of these
+keys, so its bytes are what they were before the modes existed. Width and height are the
+image's, as generated (an init image's own size when the row gave none).
+
 Image bytes are deterministic: no timestamps in the files (PIL writes no tIME chunk unless
 asked), fixed encoder settings.
 """
@@ -15,12 +21,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxgen.dataset.plan import PlannedRow
-from jaxgen.requests import SAMPLER_DISPLAY_NAMES
+from jaxgen.requests import SAMPLER_DISPLAY_NAMES, GenerationRequest
+
+if TYPE_CHECKING:
+    from jaxgen.images import ImageInputs
 
 IMAGE_EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 _PIL_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
@@ -55,13 +64,35 @@ class ImageRecord:
     model_hash: str
     jaxgen_version: str
     metadata: dict[str, Any]
+    # Image-to-image and inpainting only (None, and left out of to_json, for text-to-image).
+    init_image: str | None = None
+    init_image_sha256: str | None = None
+    mask_image: str | None = None
+    mask_image_sha256: str | None = None
+    strength: float | None = None
+    resize: str | None = None
 
     @classmethod
     def build(
-        cls, row: PlannedRow, image_index: int, model_name: str, model_hash: str
+        cls,
+        row: PlannedRow,
+        image_index: int,
+        model_name: str,
+        model_hash: str,
+        *,
+        generated: GenerationRequest | None = None,
+        inputs: ImageInputs | None = None,
+        resize: str | None = None,
     ) -> ImageRecord:
+        """`generated`: the request as the generator ran it (sizes filled in); `inputs`: the
+        init image and mask it read, and `resize` the policy that fitted them."""
         r = row.request
+        size = generated or r
         assert r.seed is not None, "the plan fills every seed"
+        image_fields: dict[str, Any] = {}
+        if inputs is not None:
+            image_fields = {**inputs.record_fields(), "strength": float(r.strength),
+                            "resize": resize}
         return cls(
             key=row.image_keys[image_index],
             id=r.id if r.id is not None else row.key,
@@ -73,12 +104,13 @@ class ImageRecord:
             steps=r.steps,
             guidance=float(r.guidance),
             sampler=r.sampler,
-            width=r.width,
-            height=r.height,
+            width=size.width,
+            height=size.height,
             model_name=model_name,
             model_hash=model_hash,
             jaxgen_version=jaxgen_version(),
             metadata=dict(r.metadata or {}),
+            **image_fields,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +120,9 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
+        for name in IMAGE_INPUT_KEYS:
+            if record[name] is None:
+                del record[name]
         return record
 
     def json_bytes(self) -> bytes:
@@ -107,11 +142,30 @@ class ImageRecord:
             f"Model hash: {self.model_hash}",
             f"Model: {self.model_name}",
         ]
+        if self.strength is not None:
+            items.append(f"Denoising strength: {self.strength:g}")
+        for label, value in (("Init image", self.init_image),
+                             ("Init image hash", self.init_image_sha256),
+                             ("Mask image", self.mask_image),
+                             ("Mask image hash", self.mask_image_sha256),
+                             ("Resize mode", self.resize)):
+            if value is not None:
+                items.append(f"{label}: {_a1111_value(value)}")
         if self.num_images > 1:
             items.append(f"Image index: {self.image_index}")
         items.append(f"Version: jaxgen {self.jaxgen_version}")
         lines.append(", ".join(items))
         return "\n".join(lines)
+
+
+# The record keys only image-to-image and inpainting records have.
+IMAGE_INPUT_KEYS = ("init_image", "init_image_sha256", "mask_image", "mask_image_sha256",
+                    "strength", "resize")
+
+
+def _a1111_value(value: str) -> str:
+    """A value as A1111 writes one that holds its separators: quoted as JSON."""
+    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ',:"') else value
 
 
 def dumps_stable(value: Any) -> str:

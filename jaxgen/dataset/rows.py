@@ -15,16 +15,26 @@ Type rules (the same for every manifest format):
   it in `metadata_columns` (or sets `unknown_columns="metadata"`): then it is merged into
   `metadata`, so a CSV with a `label` column ends up with `{"label": ...}` in every record; a
   name given both ways is rejected rather than silently overwritten.
+- `init_image` / `mask_image` paths relative to the manifest resolve against the manifest
+  file's directory (URIs and absolute paths are kept), here, so a request names its files
+  wherever it is generated.
+- An image-to-image or inpainting row's size is its own height/width, else its init image's
+  own size rounded to the model's size multiple (read when it is generated): the job's
+  height/width defaults (the model's native size) are for text-to-image rows.
+- Text must be storable as UTF-8 (a lone surrogate, which a JSON escape can carry, is not):
+  such a row is rejected here, naming the field, before it could stop a record or a PNG.
 Every range/type check of the request itself is `validate_request`'s, not repeated here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jaxgen.dataset.suggest import did_you_mean
+from jaxgen.images import resolve_image_ref
 from jaxgen.requests import (
     FIELD_ALIASES,
     REQUEST_FIELDS,
@@ -42,6 +52,8 @@ _FLOAT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is float)
 _JSON_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is dict)
 MAX_ID_CHARS = 256
 _MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
+_IMAGE_REFS = ("init_image", "mask_image")
+_TEXT_FIELDS = ("prompt", "negative_prompt", "id", *_IMAGE_REFS)
 
 
 def normalize_id(value: Any) -> str | None:
@@ -59,11 +71,13 @@ def row_to_request(
     *,
     text_values: bool = False,
     fallback_seed: Callable[[str | None], int] | None = None,
+    source: str | None = None,
 ) -> GenerationRequest:
     """Build and validate the request of one row; raise RequestError naming the bad field.
 
     fallback_seed(id) gives the seed when neither the row nor the defaults have one
     (called here so the request is built once: this runs for every row of a manifest).
+    source: the manifest file's path, which relative image paths resolve against.
     """
     if "prompt" not in fields:
         raise RequestError("prompt", None, "is missing; every row needs a prompt")
@@ -77,6 +91,7 @@ def row_to_request(
         if name in given:
             raise RequestError(name, value, f"is given twice (also as {column!r})")
         given[name] = _parse_text(name, value) if text_values else _coerce(name, value)
+    _check_text(given)
     metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns,
                                config.metadata_columns)
     if metadata is not None:
@@ -84,11 +99,32 @@ def row_to_request(
     given["metadata"] = metadata
     if isinstance(given.get("id"), str) and len(given["id"]) > MAX_ID_CHARS:
         raise RequestError("id", given["id"], f"is longer than {MAX_ID_CHARS} characters")
-    merged = {**config.defaults, **given}
+    defaults = dict(config.defaults)
+    if given.get("init_image") is not None:
+        for side in ("height", "width"):
+            defaults.pop(side, None)
+            given.setdefault(side, None)  # None: the init image's own, when it is read
+    merged = {**defaults, **given}
     if merged.get("seed") is None and fallback_seed is not None:
         merged["seed"] = fallback_seed(merged.get("id"))
     request = GenerationRequest(**merged)
-    return validate_request(request, size_multiple=config.required_multiple)
+    request = validate_request(request, size_multiple=config.required_multiple)
+    if source is not None:
+        resolved = {name: resolve_image_ref(getattr(request, name), source, field=name)
+                    for name in _IMAGE_REFS if getattr(request, name) is not None}
+        request = dataclasses.replace(request, **resolved)
+    return request
+
+
+def _check_text(fields: Mapping[str, Any]) -> None:
+    for name in _TEXT_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise RequestError(name, value, f"holds text UTF-8 cannot store ({e.reason} "
+                                   f"at character {e.start})") from None
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -159,9 +195,9 @@ def _check_metadata(metadata: dict[str, Any], max_bytes: int) -> None:
         # allow_nan=False: NaN is not JSON, and the records must be readable by any JSON
         # reader (pyarrow, HF datasets), not only Python's.
         text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        size = len(text.encode())
+    except (TypeError, ValueError, RecursionError) as e:  # UnicodeEncodeError is a ValueError
         raise RequestError("metadata", metadata, f"is not plain JSON ({e})") from None
-    size = len(text.encode())
     if size > max_bytes:
         limit = f"is larger than max_metadata_bytes={max_bytes}"
         raise RequestError("metadata", f"{size} bytes", limit)

@@ -2,7 +2,8 @@
 
 `generate_shard` takes every planned input of one shard (valid rows and rejects), runs the
 generator over the valid ones, streams the encoded images into the shard writer, then
-writes the rejects, the stats file last, and renames everything into place.
+writes the rejects (those of planning, and rows that failed later, each with its stage), the
+stats file last, and renames everything into place.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -22,11 +23,16 @@ from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
 from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
 from jaxgen.engine.grouping import SamplingSpec
+from jaxgen.images import ImageInputError
+from jaxgen.requests import RequestError
 
 if TYPE_CHECKING:
     from jaxgen.engine.types import GeneratedImage
 
 log = logging.getLogger("jaxgen.dataset")
+# After a batch fails, the rows from the first not yet made are retried one by one, this many
+# batches' worth (more than a generator keeps in flight), then batching resumes after them.
+ISOLATION_WINDOW = 8
 
 
 def stats_name(shard_name: str) -> str:
@@ -37,21 +43,41 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+class GeneratorContractError(RuntimeError):
+    """The generator broke its contract (order, count, shape): the job's fault, not a row's."""
+
+
 def _check_result(row: PlannedRow, index: int, result: GeneratedImage) -> None:
     got, want = result.request, row.request
     if result.index != index or got.prompt != want.prompt or got.seed != want.seed:
-        raise RuntimeError(
+        raise GeneratorContractError(
             f"generator result for key {row.key}: got image {result.index} of prompt "
             f"{got.prompt[:40]!r} seed {got.seed}, expected image {index} of prompt "
             f"{want.prompt[:40]!r} seed {want.seed}; generate() must yield num_images results "
             "per request, in request order"
         )
     shape = getattr(result.image, "shape", None)
-    if shape != (want.height, want.width, 3):
-        raise RuntimeError(
+    size = (want.height or got.height, want.width or got.width)  # None: the init image's own
+    if shape != (*size, 3):
+        raise GeneratorContractError(
             f"generator result for key {row.key}: image shape {shape}, expected "
-            f"({want.height}, {want.width}, 3)"
+            f"({size[0]}, {size[1]}, 3)"
         )
+
+
+def _generation_order(row: PlannedRow) -> tuple[Any, ...]:
+    """By program, then key, so a batching generator fills whole batches. Image-to-image
+    rows come after text-to-image ones: their size may be known only once read."""
+    r = row.request
+    if r.init_image is None:
+        return (0, SamplingSpec.of(r), row.index)
+    return (1, r.mode, r.steps, r.sampler, row.index)
+
+
+def _stage_of(error: RequestError) -> str:
+    if isinstance(error, ImageInputError):
+        return "image"
+    return "tokenize" if error.field in ("prompt", "negative_prompt") else "generate"
 
 
 def generate_shard(
@@ -65,47 +91,46 @@ def generate_shard(
 ) -> dict[str, Any]:
     """Write shard `shard_name` of the dataset and return its stats (also written, last).
 
-    `generator` is a GeneratorLike: model_name, model_hash and generate(requests).
+    `generator` is a GeneratorLike: model_name, model_hash and generate(requests, on_reject=).
+    A row that fails on its way to an image (rejected by the generator, its batch failing on
+    the device and again alone, its record or image not encodable) becomes a reject with its
+    stage; the shard goes on.
     """
     started, t0 = _now(), time.perf_counter()
     ordered = sorted(items, key=lambda item: item.index)
     planned = [item for item in ordered if isinstance(item, PlannedRow)]
-    rejects = [item for item in ordered if isinstance(item, Reject)]
     files = ShardFiles(config.output, uuid.uuid4().hex)
     writer = WRITERS[config.output_format](files, shard_name, config.image_format)
-    # Generation order: by program (SamplingSpec), then key, so a batching generator fills
-    # whole batches. Deterministic either way; images are streamed to the writer, never held.
-    order = sorted(planned, key=lambda r: (SamplingSpec.of(r.request), r.index))
-    expected = [(row, i) for row in order for i in range(row.request.num_images)]
+    late: dict[int, Reject] = {}  # rows rejected after planning, by index
+
+    def reject(row: PlannedRow, field: str, reason: str, stage: str) -> None:
+        late[row.index] = Reject.of(row, field, reason, stage)
+
+    # Images are streamed to the writer a row at a time, never held for the whole shard.
     images = 0
-    if order:
-        results = iter(generator.generate([row.request for row in order]))
-        for row, i in expected:
-            result = next(results, None)
-            if result is None:
-                raise RuntimeError(
-                    f"generator stopped after {images} of {len(expected)} images in shard "
-                    f"{shard_name}; it must yield num_images results per request"
-                )
-            _check_result(row, i, result)
-            record = ImageRecord.build(row, i, generator.model_name, generator.model_hash)
-            data = encode_image(
-                result.image, config.image_format, config.image_quality, record.parameters()
-            )
+    for row, results in _generate_rows(generator, sorted(planned, key=_generation_order),
+                                       reject):
+        try:
+            encoded = [_encode(row, result, generator, config) for result in results]
+        except Exception as e:  # the row's own text, metadata or pixels: deterministic
+            reject(row, "image", f"cannot be encoded ({type(e).__name__}: {e})", "encode")
+            continue
+        for record, data in encoded:
             writer.add_image(record, data)
             images += 1
-        if next(results, None) is not None:
-            raise RuntimeError(f"generator yielded more than {len(expected)} images")
-    writer.close(ordered)
+    final = [late.get(item.index, item) for item in ordered]
+    rejects = [item for item in final if isinstance(item, Reject)]
+    writer.close(final)
     _write_rejects(files, shard_name, rejects)
     seconds = time.perf_counter() - t0
     stats = {
         "shard": shard,
         "name": shard_name,
-        "count": len(ordered),
-        "successes": len(planned),
+        "count": len(final),
+        "successes": len(final) - len(rejects),
         "failures": len(rejects),
         "failures_by_field": dict(sorted(collections.Counter(r.field for r in rejects).items())),
+        "failures_by_stage": dict(sorted(collections.Counter(r.stage for r in rejects).items())),
         "images": images,
         "first_key": ordered[0].key if ordered else None,
         "last_key": ordered[-1].key if ordered else None,
@@ -129,6 +154,98 @@ def generate_shard(
         shard_name, len(ordered), images, len(rejects), seconds, images / max(seconds, 1e-9),
     )
     return stats
+
+
+def _encode(row: PlannedRow, result: GeneratedImage, generator: Any,
+            config: JobConfig) -> tuple[ImageRecord, bytes]:
+    """One image's record and file bytes; raises on what the row itself makes unwritable."""
+    inputs = getattr(result, "inputs", None)
+    record = ImageRecord.build(
+        row, result.index, generator.model_name, generator.model_hash,
+        generated=result.request, inputs=inputs,
+        resize=config.resize if inputs is not None else None,
+    )
+    record.json_bytes()  # what every writer stores: fail here, for this row, not in the writer
+    record.prompt.encode()
+    data = encode_image(
+        result.image, config.image_format, config.image_quality, record.parameters()
+    )
+    return record, data
+
+
+RowReject = Callable[[PlannedRow, str, str, str], None]
+
+
+def _generate_rows(generator: Any, rows: list[PlannedRow],
+                   reject: RowReject) -> Iterator[tuple[PlannedRow, list[GeneratedImage]]]:
+    """Yield (row, its images) in order. A failure of the generator is retried row by row
+    over the rows it may have come from (ISOLATION_WINDOW batches); a row that fails alone is
+    rejected. A failure that no row, or every one of several rows, reproduces alone is raised:
+    the device's, not a row's, so the runner retries the shard. Each failure either raises or
+    moves past its window, so the retries are bounded by the shard's rows."""
+    window = ISOLATION_WINDOW * max(1, int(getattr(generator, "batch_size", 1) or 1))
+    start = 0
+    while start < len(rows):
+        done = start
+        try:
+            for position, results in _rows_of(generator, rows[start:], reject):
+                yield rows[start + position], results
+                done = start + position + 1
+            return
+        except GeneratorContractError:
+            raise
+        except Exception as error:
+            log.warning("a batch failed (%s: %s); retrying its rows one by one",
+                        type(error).__name__, error)
+            suspects = rows[done:done + window]
+            failed: list[tuple[PlannedRow, Exception]] = []
+            for row in suspects:
+                try:
+                    yield from ((row, res) for _, res in _rows_of(generator, [row], reject))
+                except GeneratorContractError:
+                    raise
+                except Exception as alone:
+                    failed.append((row, alone))
+            # None failing alone, or all of several: the device's failure, not a row's.
+            if not failed or (len(failed) == len(suspects) > 1):
+                raise error
+            for row, alone in failed:
+                reject(row, "request", f"failed to generate ({type(alone).__name__}: {alone})",
+                       "generate")
+            start = done + window
+
+
+def _rows_of(generator: Any, rows: list[PlannedRow],
+             reject: RowReject) -> Iterator[tuple[int, list[GeneratedImage]]]:
+    """One generate() call over `rows`: (position, images) for each row it makes; the rows it
+    rejects (on_reject, called before any later row's image) go to `reject`."""
+    rejected: set[int] = set()
+
+    def on_reject(position: int, request: Any, error: RequestError) -> None:
+        rejected.add(position)
+        reject(rows[position], error.field, str(error), _stage_of(error))
+
+    results = generator.generate([row.request for row in rows], on_reject=on_reject)
+    position, images = 0, []
+    for result in results:
+        while position in rejected:
+            position += 1
+        if position >= len(rows):
+            raise GeneratorContractError(f"generator yielded more images than the "
+                                         f"{len(rows)} requests ask for")
+        row = rows[position]
+        _check_result(row, len(images), result)
+        images.append(result)
+        if len(images) == row.request.num_images:
+            yield position, images
+            position, images = position + 1, []
+    while position in rejected:
+        position += 1
+    if position < len(rows):
+        raise GeneratorContractError(
+            f"generator stopped at request {position} of {len(rows)} (key {rows[position].key})"
+            "; it must yield num_images results per request, or report it through on_reject"
+        )
 
 
 def _write_rejects(files: ShardFiles, shard_name: str, rejects: list[Reject]) -> None:

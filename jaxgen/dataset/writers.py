@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.plan import PlannedRow, Reject
-from jaxgen.dataset.records import IMAGE_EXTENSIONS, ImageRecord, dumps_stable
+from jaxgen.dataset.records import IMAGE_EXTENSIONS, IMAGE_INPUT_KEYS, ImageRecord, dumps_stable
 from jaxgen.dataset.safe_io import create_new, make_dirs, publish
 
 TMP_DIR = "_tmp"
@@ -205,6 +205,9 @@ _RECORD_COLUMNS = (
     ("guidance", "float64"), ("sampler", "string"), ("width", "int64"), ("height", "int64"),
     ("model_name", "string"), ("model_hash", "string"), ("jaxgen_version", "string"),
     ("metadata", "string"),
+    # Image-to-image and inpainting (null for text-to-image).
+    ("init_image", "string"), ("init_image_sha256", "string"), ("mask_image", "string"),
+    ("mask_image_sha256", "string"), ("strength", "float64"), ("resize", "string"),
 )
 
 
@@ -271,7 +274,8 @@ class ParquetImageWriter(ShardWriter):
         self._rows: list[dict[str, Any]] = []
 
     def add_image(self, record: ImageRecord, data: bytes) -> None:
-        row = _flat_record(record)
+        # The image-to-image keys a text-to-image record leaves out are null columns here.
+        row = {**dict.fromkeys(IMAGE_INPUT_KEYS), **_flat_record(record)}
         row["image"] = {"bytes": data, "path": f"{record.key}.{self.ext}"}
         self._rows.append(row)
         if len(self._rows) >= _PARQUET_ROW_GROUP:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from jaxgen.engine.inputs import ItemInputs, noise_ids
 from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
 from jaxgen.engine.types import GeneratedImage
-from jaxgen.requests import GenerationRequest, stable_seed, validate_request
+from jaxgen.requests import GenerationRequest, RequestError, stable_seed, validate_request
 from jaxgen.weights.model_dir import DiffusionModel, load_model
 from jaxgen.weights.tokenizer import tokenize
 
@@ -134,13 +134,17 @@ class Generator:
                                                                     request))
         return request
 
-    def generate(self, requests: Iterable[GenerationRequest],
-                 window: int | None = None) -> Iterator[GeneratedImage]:
+    def generate(self, requests: Iterable[GenerationRequest], window: int | None = None,
+                 on_reject: Callable[[int, GenerationRequest, RequestError], None] | None = None,
+                 ) -> Iterator[GeneratedImage]:
         """Yield each request's images in request order. A list is validated whole before any
-        device work; a stream is validated a window at a time."""
+        device work; a stream is validated a window at a time. With `on_reject`, a request that
+        fails preparation is reported through it (position, request, error) and skipped."""
         # Each request is prepared once: a list eagerly (all errors before any device work),
         # a stream lazily as its windows are read.
-        if isinstance(requests, list | tuple):
+        if on_reject is not None:
+            requests = self._prepared_or_rejected(requests, on_reject)
+        elif isinstance(requests, list | tuple):
             requests = [self.prepare(r) for r in requests]
         else:
             requests = map(self.prepare, requests)
@@ -152,6 +156,15 @@ class Generator:
                 yield from self._collect(in_flight.popleft())
         while in_flight:
             yield from self._collect(in_flight.popleft())
+
+    def _prepared_or_rejected(self, requests: Iterable[GenerationRequest],
+                              on_reject: Callable[[int, GenerationRequest, RequestError], None]
+                              ) -> Iterator[GenerationRequest]:
+        for position, request in enumerate(requests):
+            try:
+                yield self.prepare(request)
+            except RequestError as e:
+                on_reject(position, request, e)
 
     def _windows(self, requests: Iterable[GenerationRequest], size: int) -> Iterator[list[_Item]]:
         items: list[_Item] = []

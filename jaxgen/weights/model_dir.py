@@ -159,7 +159,7 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             state.update(_read_tensors(f))
         tree = torch_to_flax(state, shapes[comp], str(root / comp))
         params[comp] = jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
-    tokenizer = _load_tokenizer(root / "tokenizer")
+    tokenizer = load_tokenizer(root / "tokenizer")
     positions = configs["text_encoder"].max_position_embeddings
     if tokenizer.model_max_length > positions:
         # Flax's Embed returns NaN for out-of-range positions: refuse rather than draw NaNs.
@@ -262,7 +262,8 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-def _load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path) -> Any:
+    """A model directory's tokenizer (its `tokenizer/` folder), without the weights."""
     from transformers import CLIPTokenizer
 
     if not folder.is_dir():
