@@ -37,8 +37,6 @@ import re
 import warnings
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
 from jaxgen.images.checks import ImageInputError
@@ -133,6 +131,11 @@ def read_mask(
 
 def _open(ref: str, field: str, max_pixels: int, max_bytes: int) -> tuple[bytes, Image.Image]:
     """The file's bytes and a Pillow image whose header is read but whose pixels are not."""
+    # Beam is imported here, not at the top: the CLI imports this package for its flags, and
+    # Beam logs on import, before the console is set up (jaxgen.logs).
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
     try:
         with FileSystems.open(ref, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             data = f.read(max_bytes + 1)
@@ -162,6 +165,8 @@ def _known_missing(ref: str, error: Exception) -> bool:
     """True when this file surely cannot be read; False for what may pass on a retry."""
     if isinstance(error, FileNotFoundError | IsADirectoryError | PermissionError | ValueError):
         return True
+    from apache_beam.io.filesystems import FileSystems
+
     try:
         return not FileSystems.exists(ref)
     except Exception:
