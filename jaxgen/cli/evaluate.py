@@ -49,7 +49,9 @@ def run(args: argparse.Namespace, _: list[str]) -> int:
                  if v is not None]
         if given:
             raise ValueError(f"--dataset reads images already made: drop {given[0]}")
-        report = evaluate_dataset(args.dataset, args.out)
+        from jaxgen.dataset.read import dataset_images
+
+        report = evaluate_dataset(dataset_images(args.dataset), args.out, str(args.dataset))
         print(summary(report))
         print(f"wrote {args.out / 'report.json'}")
         return 0

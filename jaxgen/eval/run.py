@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -143,12 +144,12 @@ def evaluate_model(model_dir: str | Path, out_dir: str | Path,
     return report
 
 
-def evaluate_dataset(dataset_dir: str | Path, out_dir: str | Path) -> dict:
-    """Recall and precision of a dataset `jaxgen generate` wrote, read back image by image;
-    writes report.json to `out_dir`."""
-    from jaxgen.dataset.read import dataset_images
-
-    report = {"dataset": str(dataset_dir), "recall": dataset_recall(dataset_images(dataset_dir))}
+def evaluate_dataset(records: Iterable[tuple[dict, bytes]], out_dir: str | Path,
+                     name: str) -> dict:
+    """Recall and precision of a generated dataset's (record, image bytes), read back image
+    by image (jaxgen.dataset.read.dataset_images reads them); writes report.json to `out_dir`.
+    `name`: the dataset's, for the report."""
+    report = {"dataset": name, "recall": dataset_recall(records)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
