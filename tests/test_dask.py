@@ -16,6 +16,8 @@ import pytest
 from jaxgen.beam.dask_cluster import start_local_cluster
 from jaxgen.cli import main
 
+# Slow: each worker process starts, builds the model and compiles it for each job.
+pytestmark = pytest.mark.slow
 ROWS = 8
 SHARDS = [f"{i:05d}" for i in range(ROWS)]
 
