@@ -8,17 +8,20 @@
    Beam applies it to Create only, and dask's task shuffle keeps its input's partition
    count, so a one-file manifest grouped into shards was one task on one worker.
 
-Everything else is Beam's: see docs/scaling.md for what the Dask runner does not support.
+Its result closes the dask client when the job ends. Everything else is Beam's: see
+docs/scaling.md for what the Dask runner does not support.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.runners.common import DoFnInvoker, _OutputHandler
 from apache_beam.runners.dask import dask_runner, transform_evaluator
 from apache_beam.runners.dask.overrides import _GroupByKeyOnly
+from apache_beam.runners.runner import PipelineState
 
 
 def _run_bundle(items: Any, window_fn: Any, signature: Any, invoker_kwargs: dict) -> list:
@@ -61,6 +64,19 @@ class _GroupByKey(transform_evaluator.GroupByKey):
         return super().apply(input_bag, side_inputs)
 
 
+class _Result(dask_runner.DaskRunnerResult):
+    """Beam's result, closing its dask client once the job has ended: an open one lingers
+    in the calling process and, once the cluster is gone, logs reconnect tracebacks."""
+
+    def wait_until_finish(self, duration: Any = None) -> str:
+        try:
+            return super().wait_until_finish(duration)
+        finally:
+            if PipelineState.is_terminal(self.state):
+                with contextlib.suppress(OSError, TimeoutError):  # the scheduler is gone
+                    self.client.close(timeout=10)
+
+
 class DaskRunner(dask_runner.DaskRunner):
     """Beam's DaskRunner, translating ParDo and GroupByKey as the module docstring says."""
 
@@ -71,7 +87,8 @@ class DaskRunner(dask_runner.DaskRunner):
         # right after, so Beam's own DaskRunner is unchanged in this process.
         table[beam.ParDo], table[_GroupByKeyOnly] = _ParDo, _GroupByKey
         try:
-            return super().run_pipeline(pipeline, options)
+            result = super().run_pipeline(pipeline, options)
+            return _Result(result.client, result.futures)
         finally:
             table.clear()
             table.update(saved)
