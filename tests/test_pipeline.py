@@ -183,8 +183,9 @@ def test_cli_runs_a_dry_run_and_a_job(tmp_path: Path) -> None:
 
 def test_runner_profiles_are_valid_beam_options() -> None:
     profiles = profile_names()
-    assert profiles == ["dataflow_gpu", "dataflow_tpu", "flink", "local", "spark"]
-    for name in profiles:
+    assert profiles == ["dask", "dataflow_gpu", "dataflow_tpu", "flink", "local", "spark"]
+    # Beam's DaskOptions keeps its flags under other names (address, npartitions).
+    for name in [p for p in profiles if p != "dask"]:
         known = PipelineOptions(profile_flags(name)).get_all_options()
         values = read_profile(name)
         unknown = set(values) - set(known)
@@ -194,6 +195,9 @@ def test_runner_profiles_are_valid_beam_options() -> None:
     assert "worker_accelerator" in gpu["dataflow_service_options"][0]
     flink = PipelineOptions(profile_flags("flink")).get_all_options()
     assert int(flink["sdk_worker_parallelism"]) == 1 and flink["environment_type"] == "EXTERNAL"
+    dask = PipelineOptions(profile_flags("dask")).get_all_options()
+    assert dask["runner"] == "DaskRunner" and dask["npartitions"] == 8
+    assert dask["address"] == "tcp://127.0.0.1:8786"
 
 
 def test_run_inference_model_handler_yields_every_image() -> None:

@@ -14,7 +14,7 @@ from jaxgen.requests import ConfigError
 
 def test_profiles_are_found_by_name_from_another_directory(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert profile_names() == ["dataflow_gpu", "dataflow_tpu", "flink", "local", "spark"]
+    assert profile_names() == ["dask", "dataflow_gpu", "dataflow_tpu", "flink", "local", "spark"]
     assert "--runner=FnApiRunner" in profile_flags("local")
 
 
@@ -36,5 +36,20 @@ def test_a_profile_given_as_a_path_is_read_from_there(tmp_path: Path):
 
 def test_an_unknown_profile_names_the_known_ones():
     with pytest.raises(ConfigError, match="runner profile 'nope': no such file; known "
-                       "profiles: dataflow_gpu, dataflow_tpu, flink, local, spark"):
+                       "profiles: dask, dataflow_gpu, dataflow_tpu, flink, local, spark"):
         profile_flags("nope")
+
+
+def test_the_dask_profile_names_beams_dask_options():
+    assert profile_flags("dask") == ["--runner=DaskRunner",
+                                     "--dask_client_address=tcp://127.0.0.1:8786",
+                                     "--dask_npartitions=8"]
+
+
+def test_dask_runner_means_jaxgens_dask_runner():
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from jaxgen.beam.pipeline import pipeline_options
+
+    options = pipeline_options(["--runner=DaskRunner"]).view_as(StandardOptions)
+    assert options.runner == "jaxgen.beam.dask_runner.DaskRunner"

@@ -22,6 +22,7 @@ def beam_option_names() -> frozenset[str]:
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    _import_runner_options()
     classes: dict[str, type] = {}
     todo = list(PipelineOptions.__subclasses__())
     while todo:
@@ -39,6 +40,15 @@ def beam_option_names() -> frozenset[str]:
         for action in parser._actions:
             names.update(s.lstrip("-") for s in action.option_strings if s.startswith("--"))
     return frozenset(names)
+
+
+def _import_runner_options() -> None:
+    # Runners that define their options in their own module (DaskOptions) register them on
+    # import; dask itself is an optional extra, so a missing one only hides its options.
+    try:
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
+    except ImportError:
+        pass
 
 
 def check_beam_args(args: list[str], source: str, also: Iterable[str] = ()) -> list[str]:

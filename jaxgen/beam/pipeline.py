@@ -33,6 +33,7 @@ from jaxgen.dataset.writers import join
 
 log = logging.getLogger("jaxgen.beam")
 DEFAULT_RUNNER = "FnApiRunner"
+RUNNER_PATHS = {"DaskRunner": "jaxgen.beam.dask_runner.DaskRunner"}
 
 
 class GeneratorSpec(Protocol):
@@ -48,6 +49,8 @@ def pipeline_options(options: PipelineOptions | Sequence[str] | None = None) -> 
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = DEFAULT_RUNNER
+    # DaskRunner: Beam knows it only by module path, and jaxgen runs its fixed subclass.
+    standard.runner = RUNNER_PATHS.get(standard.runner, standard.runner)
     return options
 
 

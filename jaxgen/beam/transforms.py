@@ -49,7 +49,7 @@ def _counter(name: str) -> Any:
 
 
 class _ScanFileFn(beam.DoFn):
-    """The cheap first pass over one file: its row count, and the ids of its rows.
+    """The cheap first pass over one file: ("counts", its row count), ("ids", chunks of ids).
 
     Ids leave in chunks per hash bucket rather than one element per id: a million tiny
     elements cost the runner a million buffered objects (~400 MB in FnApiRunner), a few
@@ -73,12 +73,12 @@ class _ScanFileFn(beam.DoFn):
                 yield from self._flush(chunks)
                 pending = 0
         yield from self._flush(chunks)
-        yield (file.index, file.path, rows)
+        yield "counts", (file.index, file.path, rows)
 
     @staticmethod
     def _flush(chunks: dict[int, list[Any]]) -> Iterator[Any]:
         for bucket in sorted(chunks):
-            yield beam.pvalue.TaggedOutput("ids", (bucket, chunks[bucket]))
+            yield "ids", (bucket, chunks[bucket])
         chunks.clear()
 
 
@@ -88,6 +88,10 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _of_kind(element: tuple[str, Any], kind: str) -> list[Any]:
+    return [element[1]] if element[0] == kind else []
 
 
 def _later_duplicates(kv: tuple[int, Iterable[list[Any]]]) -> Iterator[tuple[tuple[int, int], Any]]:
@@ -125,16 +129,18 @@ class ReadManifest(beam.PTransform):
         # Reshuffle: spread the files over workers instead of reading them all in the
         # bundle that created the list.
         files = pbegin | "Files" >> beam.Create(listed) | "Spread" >> beam.Reshuffle()
-        scanned = files | "Scan" >> beam.ParDo(_ScanFileFn(cfg.max_line_bytes)).with_outputs(
-            "ids", main="counts"
-        )
+        # One output of (kind, value) pairs split by two Maps, not tagged outputs: Beam's
+        # DaskRunner hands every tagged output of a ParDo to each of its consumers.
+        scanned = files | "Scan" >> beam.ParDo(_ScanFileFn(cfg.max_line_bytes))
         plan = (
-            scanned.counts
+            scanned
+            | "Counts" >> beam.FlatMap(_of_kind, "counts")
             | "AllCounts" >> beam.combiners.ToList()
             | "Plan" >> beam.Map(Plan.from_counts, cfg.shard_size)
         )
         duplicates = (
-            scanned.ids
+            scanned
+            | "Ids" >> beam.FlatMap(_of_kind, "ids")
             | "IdsByBucket" >> beam.GroupByKey()
             | "LaterDuplicates" >> beam.FlatMap(_later_duplicates)
         )

@@ -72,8 +72,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="fail rather than fall back to another backend (default: any)")
     p.add_argument("--runner", help="Beam runner, passed to Beam as --runner (default: "
                    "FnApiRunner, in-process; e.g. DataflowRunner, FlinkRunner)")
-    p.add_argument("--runner-profile", help="a runner profile's name (local, dataflow_gpu, "
-                   "dataflow_tpu, flink, spark) or a YAML file's path (default: none)")
+    p.add_argument("--runner-profile", help="a runner profile's name (local, dask, "
+                   "dataflow_gpu, dataflow_tpu, flink, spark) or a YAML file's path "
+                   "(default: none)")
+    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                   help="the dask.distributed scheduler for --runner DaskRunner (Beam's "
+                   "--dask_client_address)")
     p.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Beam pipeline option, repeatable (checked against Beam's options)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
@@ -104,6 +108,8 @@ def beam_args(args: argparse.Namespace, after_dashes: list[str]) -> list[str]:
     from jaxgen.beam.options import beam_option_flags, check_beam_args
 
     runner = [f"--runner={args.runner}"] if args.runner else []
+    if args.dask_address:
+        runner.append(f"--dask_client_address={args.dask_address}")
     return runner + beam_option_flags(args.beam_option) + check_beam_args(
         list(after_dashes), "after --")
 
