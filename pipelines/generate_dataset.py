@@ -37,7 +37,7 @@ from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, ConfigError
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
     "job_seed", "manifest_format", "unknown_columns", "metadata_columns", "max_line_bytes",
-    "max_metadata_bytes", "size_multiple",
+    "max_metadata_bytes", "size_multiple", "keep_flagged",
 )
 
 
@@ -59,6 +59,9 @@ class GenerateDatasetOptions(PipelineOptions):
         g.add_argument("--max_line_bytes", type=int)
         g.add_argument("--max_metadata_bytes", type=int)
         g.add_argument("--size_multiple", type=int, help="height/width must be multiples")
+        g.add_argument("--keep_flagged", action="store_true", default=None,
+                       help="write images that fail their checks, flagged in their records "
+                       "(default: reject their rows)")
         # Not --dry_run: that is Beam's own TestOptions flag (DataflowRunner then submits nothing).
         g.add_argument(
             "--dry-run", "--plan_only", dest="jaxgen_dry_run", action="store_true",

@@ -72,6 +72,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Beam pipeline option, repeatable (checked against Beam's options)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan; generate nothing")
+    p.add_argument("--keep-flagged", action="store_true", default=None,
+                   help="write images that fail their checks (non-finite latents, constant "
+                   "image), flagged in their records (default: reject their rows)")
     p.add_argument("--host-index", type=int, help="this host's number in a multi-host job "
                    "(default: 0)")
     p.add_argument("--host-count", type=int, help="hosts sharing the job, shards split by "
@@ -108,7 +111,7 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
 
     settings = {name: getattr(args, name) for name in (
         "output_format", "image_format", "image_quality", "shard_size", "job_seed",
-        "host_index", "host_count", "unknown_columns", "metadata_columns")}
+        "host_index", "host_count", "unknown_columns", "metadata_columns", "keep_flagged")}
     settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
     settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
                     size_multiple=size_multiple or None)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.config import JobConfig
+from jaxgen.dataset.flags import ImageFlag, check_result, count_flags, flagged_reject, mark
 from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
 from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
@@ -77,25 +78,46 @@ def generate_shard(
     # whole batches. Deterministic either way; images are streamed to the writer, never held.
     order = sorted(planned, key=lambda r: (SamplingSpec.of(r.request), r.index))
     expected = [(row, i) for row in order for i in range(row.request.num_images)]
-    images = 0
+    images, seen = 0, 0
+    row_results: list[GeneratedImage] = []  # one row's images, checked together (flags.py)
+    flagged: list[ImageFlag] = []
+    checked: dict[str, Reject] = {}  # rows rejected by the image checks, by key
     if order:
         results = iter(generator.generate([row.request for row in order]))
         for row, i in expected:
             result = next(results, None)
             if result is None:
                 raise RuntimeError(
-                    f"generator stopped after {images} of {len(expected)} images in shard "
+                    f"generator stopped after {seen} of {len(expected)} images in shard "
                     f"{shard_name}; it must yield num_images results per request"
                 )
             _check_result(row, i, result)
-            record = ImageRecord.build(row, i, generator.model_name, generator.model_hash)
-            data = encode_image(
-                result.image, config.image_format, config.image_quality, record.parameters()
-            )
-            writer.add_image(record, data)
-            images += 1
+            seen += 1
+            row_results.append(result)
+            if i + 1 < row.request.num_images:
+                continue
+            flags = {r.index: f for r in row_results if (f := check_result(r)) is not None}
+            flagged += flags.values()
+            if flags and not config.keep_flagged:
+                checked[row.key] = flagged_reject(row, flags)
+                row_results = []
+                continue
+            for result in row_results:
+                record = ImageRecord.build(row, result.index, generator.model_name,
+                                           generator.model_hash)
+                record = mark(record, flags.get(result.index))
+                data = encode_image(
+                    result.image, config.image_format, config.image_quality, record.parameters()
+                )
+                writer.add_image(record, data)
+                images += 1
+            row_results = []
         if next(results, None) is not None:
             raise RuntimeError(f"generator yielded more than {len(expected)} images")
+    if checked:
+        ordered = [checked.get(item.key, item) for item in ordered]
+        planned = [item for item in ordered if isinstance(item, PlannedRow)]
+        rejects = [item for item in ordered if isinstance(item, Reject)]
     writer.close(ordered)
     _write_rejects(files, shard_name, rejects)
     seconds = time.perf_counter() - t0
@@ -107,6 +129,8 @@ def generate_shard(
         "failures": len(rejects),
         "failures_by_field": dict(sorted(collections.Counter(r.field for r in rejects).items())),
         "images": images,
+        "flagged_images": len(flagged),
+        "flagged_by_check": count_flags(flagged),
         "first_key": ordered[0].key if ordered else None,
         "last_key": ordered[-1].key if ordered else None,
         "model_name": generator.model_name,
