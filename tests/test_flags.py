@@ -118,7 +118,7 @@ def test_a_row_with_a_flagged_image_is_rejected_whole_with_its_reason(tmp_path):
     assert counts["images"] == 3 and counts["images_flagged"] == 2
     assert counts["flagged_by_check"] == {"degenerate": 1, "non-finite": 1}
     stats = json.loads((out / "00000_stats.json").read_text())
-    assert stats["flagged_images"] == 2 and stats["failures_by_field"] == {"image": 2}
+    assert stats["images_flagged"] == 2 and stats["failures_by_field"] == {"image": 2}
 
 
 def test_keep_flagged_writes_the_images_with_the_flag_in_their_records(tmp_path):

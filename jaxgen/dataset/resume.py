@@ -166,7 +166,7 @@ def write_summary(
             "rejects_by_field": dict(sorted(by_field.items())),
             "images": sum(s["images"] for s in all_stats),
             # Stats written before the image checks existed have no such keys.
-            "images_flagged": sum(s.get("flagged_images", 0) for s in all_stats),
+            "images_flagged": sum(s.get("images_flagged", 0) for s in all_stats),
             "flagged_by_check": dict(sorted(sum(
                 (Counter(s.get("flagged_by_check", {})) for s in all_stats), Counter()).items())),
             "shards": layout.num_shards,

@@ -75,7 +75,8 @@ def generate_shard(
     files = ShardFiles(config.output, uuid.uuid4().hex)
     writer = WRITERS[config.output_format](files, shard_name, config.image_format)
     # Generation order: by program (SamplingSpec), then key, so a batching generator fills
-    # whole batches. Deterministic either way; images are streamed to the writer, never held.
+    # whole batches. Deterministic either way; images are streamed to the writer, never held
+    # beyond one row's (its images are checked together).
     order = sorted(planned, key=lambda r: (SamplingSpec.of(r.request), r.index))
     expected = [(row, i) for row in order for i in range(row.request.num_images)]
     images, seen = 0, 0
@@ -96,13 +97,13 @@ def generate_shard(
             row_results.append(result)
             if i + 1 < row.request.num_images:
                 continue
-            flags = {r.index: f for r in row_results if (f := check_result(r)) is not None}
+            row_images, row_results = row_results, []
+            flags = {r.index: f for r in row_images if (f := check_result(r)) is not None}
             flagged += flags.values()
             if flags and not config.keep_flagged:
                 checked[row.key] = flagged_reject(row, flags)
-                row_results = []
                 continue
-            for result in row_results:
+            for result in row_images:
                 record = ImageRecord.build(row, result.index, generator.model_name,
                                            generator.model_hash)
                 record = mark(record, flags.get(result.index))
@@ -111,7 +112,6 @@ def generate_shard(
                 )
                 writer.add_image(record, data)
                 images += 1
-            row_results = []
         if next(results, None) is not None:
             raise RuntimeError(f"generator yielded more than {len(expected)} images")
     if checked:
@@ -129,7 +129,7 @@ def generate_shard(
         "failures": len(rejects),
         "failures_by_field": dict(sorted(collections.Counter(r.field for r in rejects).items())),
         "images": images,
-        "flagged_images": len(flagged),
+        "images_flagged": len(flagged),
         "flagged_by_check": count_flags(flagged),
         "first_key": ordered[0].key if ordered else None,
         "last_key": ordered[-1].key if ordered else None,
