@@ -8,7 +8,7 @@
   but for a few pixels is not a failed model (the tests' fake generator draws such images).
 
 A row with a flagged image is rejected whole (its images are checked together, so a row is
-either generated or rejected), with field "image", stage "check" and the reason; with
+either generated or rejected), with field "image" and the reason; with
 `keep_flagged` its images are written and each flagged record's metadata carries FLAG_KEY.
 """
 
@@ -26,10 +26,9 @@ from jaxgen.dataset.records import ImageRecord, dumps_stable
 if TYPE_CHECKING:
     from jaxgen.engine.types import GeneratedImage
 
-# Far below any real image's: tests/test_flags.py measures the default and tiny models'.
+# Far below real images' (the default model's smallest: 39; docs/image-checks.md).
 DEGENERATE_SPAN = 4
 FLAG_KEY = "jaxgen_flag"  # the key a kept flagged image's record metadata carries
-CHECK_STAGE = "check"
 
 
 @dataclasses.dataclass(frozen=True)
