@@ -68,8 +68,8 @@ class FlaggingSpec(FakeSpec):
 
 
 class FlaggingGenerator(FakeGenerator):
-    def generate(self, requests):
-        for result in super().generate(requests):
+    def generate(self, requests, **kwargs):
+        for result in super().generate(requests, **kwargs):
             prompt = result.request.prompt
             if "blank" in prompt and result.index == len(prompt.split()) % 2:
                 result = dataclasses.replace(result, image=np.zeros_like(result.image))
