@@ -38,7 +38,7 @@ from jaxgen.requests import DEFAULTABLE_FIELDS, REQUEST_FIELDS, ConfigError
 _JOB_FLAGS = (
     "manifest", "output", "output_format", "image_format", "image_quality", "shard_size",
     "job_seed", "manifest_format", "unknown_columns", "metadata_columns", "max_line_bytes",
-    "max_metadata_bytes", "size_multiple", "resize",
+    "max_metadata_bytes", "size_multiple", "resize", "keep_flagged",
 )
 
 
@@ -64,6 +64,9 @@ class GenerateDatasetOptions(PipelineOptions):
                        help="how an init image (and mask) is fitted to its row's size: crop to "
                        "cover, fit inside on white, or stretch (default: "
                        f"{JobConfig.resize})")
+        g.add_argument("--keep_flagged", action="store_true", default=None,
+                       help="write images that fail their checks, flagged in their records "
+                       "(default: reject their rows)")
         # Not --dry_run: that is Beam's own TestOptions flag (DataflowRunner then submits nothing).
         g.add_argument(
             "--dry-run", "--plan_only", dest="jaxgen_dry_run", action="store_true",

@@ -85,6 +85,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    "what jaxgen wrote in --out (nothing else)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory "
                    "jaxgen did not create")
+    p.add_argument("--keep-flagged", action="store_true", default=None,
+                   help="write images that fail their checks (non-finite latents, constant "
+                   "image), flagged in their records (default: reject their rows)")
     p.add_argument("--host-index", type=int, help="this host's number in a multi-host job "
                    "(default: 0)")
     p.add_argument("--host-count", type=int, help="hosts sharing the job, shards split by "
@@ -123,7 +126,8 @@ def job_config(args: argparse.Namespace, size_multiple: int | None = None,
 
     settings = {name: getattr(args, name) for name in (
         "output_format", "image_format", "image_quality", "shard_size", "job_seed",
-        "host_index", "host_count", "unknown_columns", "metadata_columns", "resize")}
+        "host_index", "host_count", "unknown_columns", "metadata_columns", "resize",
+        "keep_flagged")}
     settings.update({name: getattr(args, f"default_{name}") for name in DEFAULTABLE_FIELDS})
     settings.update(manifest=args.manifest, output=args.out, dry_run=args.dry_run,
                     size_multiple=size_multiple or None)

@@ -82,6 +82,9 @@ class JobConfig:
     max_metadata_bytes: int = 64 << 10
     size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
     resize: str = DEFAULT_RESIZE
+    # Write images that fail their checks (jaxgen.dataset.flags), flagged in their records,
+    # instead of rejecting their rows.
+    keep_flagged: bool = False
     dry_run: bool = False
     # Multi-host (e.g. a TPU pod without a Beam cluster): every host runs the same job and
     # generates the shards s with s % host_count == host_index; the last to finish writes
@@ -106,6 +109,8 @@ class JobConfig:
         _check_int("max_metadata_bytes", self.max_metadata_bytes, 2, 1 << 30)
         if self.size_multiple is not None:
             _check_int("size_multiple", self.size_multiple, 1, 1024)
+        if not isinstance(self.keep_flagged, bool):
+            raise ConfigError(f"keep_flagged {self.keep_flagged!r}: must be true or false")
         _check_int("host_count", self.host_count, 1, 1 << 16)
         _check_int("host_index", self.host_index, 0, self.host_count - 1)
         if not isinstance(self.manifest, str) or not self.manifest.strip():

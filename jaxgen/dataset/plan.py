@@ -107,7 +107,7 @@ class PlannedRow:
 
 
 # Where on its way to an image a row failed (a reject's `stage`).
-STAGES = ("parse", "tokenize", "image", "generate", "encode")
+STAGES = ("parse", "tokenize", "image", "generate", "check", "encode")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -291,6 +291,10 @@ def write_summary(
             "rows_rejected": rejected,
             "rejects_by_field": dict(sorted(by_field.items())),
             "images": sum(s["images"] for s in all_stats),
+            # Stats written before the image checks existed have no such keys.
+            "images_flagged": sum(s.get("images_flagged", 0) for s in all_stats),
+            "flagged_by_check": dict(sorted(sum(
+                (Counter(s.get("flagged_by_check", {})) for s in all_stats), Counter()).items())),
             "shards": layout.num_shards,
             "shards_written": len(written),
             "shards_skipped": layout.num_shards - len(written),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.config import JobConfig
+from jaxgen.dataset.flags import ImageFlag, check_result, count_flags, flagged_reject, mark
 from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
 from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
@@ -106,12 +107,20 @@ def generate_shard(
     def reject(row: PlannedRow, field: str, reason: str, stage: str) -> None:
         late[row.index] = Reject.of(row, field, reason, stage)
 
-    # Images are streamed to the writer a row at a time, never held for the whole shard.
+    # Images are streamed to the writer a row at a time, never held for the whole shard; a
+    # row's images are checked together (flags.py) before any is written.
     images = 0
+    flagged: list[ImageFlag] = []
     for row, results in _generate_rows(generator, sorted(planned, key=_generation_order),
                                        reject):
+        flags = {r.index: f for r in results if (f := check_result(r)) is not None}
+        flagged += flags.values()
+        if flags and not config.keep_flagged:
+            late[row.index] = flagged_reject(row, flags)
+            continue
         try:
-            encoded = [_encode(row, result, generator, config) for result in results]
+            encoded = [_encode(row, result, generator, config, flags.get(result.index))
+                       for result in results]
         except Exception as e:  # the row's own text, metadata or pixels: deterministic
             reject(row, "image", f"cannot be encoded ({type(e).__name__}: {e})", "encode")
             continue
@@ -132,6 +141,8 @@ def generate_shard(
         "failures_by_field": dict(sorted(collections.Counter(r.field for r in rejects).items())),
         "failures_by_stage": dict(sorted(collections.Counter(r.stage for r in rejects).items())),
         "images": images,
+        "images_flagged": len(flagged),
+        "flagged_by_check": count_flags(flagged),
         "first_key": ordered[0].key if ordered else None,
         "last_key": ordered[-1].key if ordered else None,
         "model_name": generator.model_name,
@@ -156,15 +167,16 @@ def generate_shard(
     return stats
 
 
-def _encode(row: PlannedRow, result: GeneratedImage, generator: Any,
-            config: JobConfig) -> tuple[ImageRecord, bytes]:
-    """One image's record and file bytes; raises on what the row itself makes unwritable."""
+def _encode(row: PlannedRow, result: GeneratedImage, generator: Any, config: JobConfig,
+            flag: ImageFlag | None = None) -> tuple[ImageRecord, bytes]:
+    """One image's record (carrying its flag, if kept flagged) and file bytes; raises on what
+    the row itself makes unwritable."""
     inputs = getattr(result, "inputs", None)
-    record = ImageRecord.build(
+    record = mark(ImageRecord.build(
         row, result.index, generator.model_name, generator.model_hash,
         generated=result.request, inputs=inputs,
         resize=config.resize if inputs is not None else None,
-    )
+    ), flag)
     record.json_bytes()  # what every writer stores: fail here, for this row, not in the writer
     record.prompt.encode()
     data = encode_image(

@@ -72,7 +72,8 @@ class GeneratorSpec:
 
         root = self.model_path
         read = lambda name: json.loads((root / name / "config.json").read_text())  # noqa: E731
-        return UNetConfig.from_dict(read("unet")), VAEConfig.from_dict(read("vae"))
+        return (UNetConfig.from_dict(read("unet"), f"{root}/unet/config.json"),
+                VAEConfig.from_dict(read("vae"), f"{root}/vae/config.json"))
 
     @property
     def model_path(self) -> Path:

@@ -40,7 +40,8 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "vae/config.json") -> VAEConfig:
-        n = len(raw.get("block_out_channels", cls.block_out_channels))
+        channels = raw.get("block_out_channels", cls.block_out_channels)
+        n = len(channels) if isinstance(channels, list | tuple) else 0  # else: a type error
         inert = dict(_INERT, down_block_types=["DownEncoderBlock2D"] * n,
                      up_block_types=["UpDecoderBlock2D"] * n)
         return config_from_dict(cls, raw, source, inert)

@@ -148,7 +148,13 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
                "vae": VAEConfig.from_dict(raw["vae"], f"{root}/vae/config.json"),
                "text_encoder": CLIPTextConfig.from_dict(raw["text_encoder"],
                                                         f"{root}/text_encoder/config.json")}
-    shapes = param_shapes(configs["unet"], configs["vae"], configs["text_encoder"])
+    _check_scheduler(raw["scheduler"], root / "scheduler" / "scheduler_config.json")
+    try:
+        shapes = param_shapes(configs["unet"], configs["vae"], configs["text_encoder"])
+    except (TypeError, ValueError, ZeroDivisionError, IndexError) as err:
+        # Values of the right type that no model can be built from (e.g. 0 groups).
+        raise ModelDirError(f"{root}/{{unet,vae,text_encoder}}/config.json: no model can be "
+                            f"built from these configs ({type(err).__name__}: {err})") from err
     params, digest = {}, hashlib.sha256()
     for comp in COMPONENTS:
         files = _weight_files(root / comp, _WEIGHT_STEM[comp], variant, allow_pickle)
@@ -279,13 +285,26 @@ def _file_sha256(path: Path) -> bytes:
     return h.digest()
 
 
+def _check_scheduler(raw: dict[str, Any], path: Path) -> None:
+    """Read the scheduler config now, so its errors name the file (not the first request)."""
+    from jaxgen.schedulers import SchedulerConfig
+
+    try:
+        SchedulerConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise ModelDirError(f"{path}: {err}") from err
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelDirError(f"{path}: file is missing")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelDirError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise ModelDirError(f"{path}: must be a JSON object, not {type(value).__name__}")
+    return value
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
