@@ -76,7 +76,8 @@ class _WrongImage:
     def generate(self, requests, window=None, on_reject=None):
         for r in requests:
             dtype = np.float32 if r.prompt == "float" else np.uint8
-            yield GeneratedImage(r, 0, np.zeros((8, 8, 3), dtype))
+            varied = np.arange(8 * 8 * 3).reshape(8, 8, 3)  # not flagged as a constant image
+            yield GeneratedImage(r, 0, varied.astype(dtype))
 
 
 def test_an_image_that_cannot_be_encoded_is_its_rows_reject(tmp_path: Path) -> None:
