@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxgen.images import ImageInputs
 from jaxgen.requests import GenerationRequest
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    request: GenerationRequest  # with its seed already filled in (never None)
+    request: GenerationRequest  # final: seed and size filled in (never None)
     index: int  # 0..request.num_images-1
     image: np.ndarray  # uint8 [height, width, 3]
+    # The init image and mask as read and fitted (refs, sha256s): None for text-to-image.
+    inputs: ImageInputs | None = None
+    finite: bool = True  # False: the final latents held a NaN or inf (a broken model)
