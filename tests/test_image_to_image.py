@@ -38,8 +38,8 @@ def files(tmp_path_factory):
     mask[0, 12] = 200  # grey at or above half: repainted, as diffusers binarizes at 0.5
     paths["mask"] = str(root / "mask.png")
     Image.fromarray(mask, "L").save(paths["mask"])
-    paths["wide"] = str(root / "wide.png")
-    Image.fromarray(picture(3, (13, 30))).save(paths["wide"])
+    paths["odd"] = str(root / "odd.png")
+    Image.fromarray(picture(3, (13, 18))).save(paths["odd"])
     return paths
 
 
@@ -59,12 +59,19 @@ def max_error(ours: np.ndarray, theirs: np.ndarray) -> int:
     return int(np.abs(ours.astype(np.int32) - theirs.astype(np.int32)).max())
 
 
+@pytest.fixture(scope="module")
+def sd1(tiny_sd1_dir):
+    """One Generator for the tests on the SD 1.x-style model: each program compiles once."""
+    return generator(tiny_sd1_dir)
+
+
 @pytest.fixture(scope="module", params=["sd1", "sd2"])
-def pair(request, tiny_sd1_dir, tiny_sd2_dir):
+def pair(request, sd1, tiny_sd1_dir, tiny_sd2_dir):
     from jaxgen.eval.diffusers_peer import DiffusersPeer
 
-    model_dir = {"sd1": tiny_sd1_dir, "sd2": tiny_sd2_dir}[request.param]
-    return generator(model_dir), DiffusersPeer(model_dir)
+    if request.param == "sd1":
+        return sd1, DiffusersPeer(tiny_sd1_dir)
+    return generator(tiny_sd2_dir), DiffusersPeer(tiny_sd2_dir)
 
 
 def test_start_step_is_diffusers_get_timesteps():
@@ -98,38 +105,38 @@ def test_a_9_channel_inpainting_unet_matches_diffusers(tiny_inpainting_dir, file
         list(gen.generate([request(files, 23)]))  # image-to-image: no mask to give it
 
 
-def test_an_item_does_not_depend_on_batch_padding_mesh_or_strengths_beside_it(tiny_sd1_dir,
+def test_an_item_does_not_depend_on_batch_padding_mesh_or_strengths_beside_it(sd1, tiny_sd1_dir,
                                                                                files):
     mixed = [request(files, 31, 0.6), request(files, 32, 1.0), request(files, 33, 0.4),
              dataclasses.replace(request(files, 34, 0.8), init_image=files["b"])]
-    small = generator(tiny_sd1_dir, n_devices=2, batch_size=2)
     wide = generator(tiny_sd1_dir, n_devices=4, batch_size=8)  # one padded batch of 8
-    alone = [g.image for r in mixed for g in small.generate([r])]  # each padded with itself
+    alone = [g.image for r in mixed for g in sd1.generate([r])]  # each padded with itself
     together = [g.image for g in wide.generate(mixed)]
     assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
     # Four strengths, one mode and shape: one program.
     assert wide.compiled_programs == 1
 
 
-def test_the_generator_reads_images_fills_sizes_and_reports_rejects(tiny_sd1_dir, files):
-    gen = generator(tiny_sd1_dir)
+def test_the_generator_reads_images_fills_sizes_and_reports_rejects(sd1, files):
     rejects = []
-    unsized = dataclasses.replace(request(files, 41), init_image=files["wide"], height=None,
+    unsized = dataclasses.replace(request(files, 41), init_image=files["odd"], height=None,
                                   width=None)
     requests = [
         request(files, 40),
         dataclasses.replace(request(files, 42), init_image=files["a"] + ".missing"),
         request(files, 43, strength=0.1),  # int(5 * 0.1) = 0 steps
         unsized,
-        dataclasses.replace(request(files, 44), init_image=None, height=None, width=None),
     ]
-    results = list(gen.generate(requests, on_reject=lambda *a: rejects.append(a)))
-    assert [(p, e.field) for p, _, e in rejects] == [(1, "init_image"), (2, "strength")]
-    assert [r.request.seed for r in results] == [40, 41, 44]
-    # The image's own size rounded to the model's multiple (13x30 -> 16x32); native when none.
-    assert [r.image.shape for r in results] == [(16, 16, 3), (16, 32, 3), (16, 16, 3)]
-    assert (results[1].request.height, results[1].request.width) == (16, 32)
-    assert results[0].inputs.image_ref == files["a"] and results[2].inputs is None
-    assert results[0].inputs.image_sha256 and all(r.finite for r in results)
+    results = list(sd1.generate(requests, on_reject=lambda *a: rejects.append(a)))
+    assert sorted((p, e.field) for p, _, e in rejects) == [(1, "init_image"), (2, "strength")]
+    assert [r.request.seed for r in results] == [40, 41]
+    # The image's own size (13x18) rounded to the model's multiple of 8.
+    assert results[1].image.shape == (16, 16, 3)
+    assert (results[1].request.height, results[1].request.width) == (16, 16)
+    assert results[0].inputs.image_ref == files["a"] and results[0].inputs.image_sha256
+    assert all(r.finite for r in results)
+    # Text-to-image without a size: the model's native one.
+    native = sd1.prepare(dataclasses.replace(unsized, init_image=None))
+    assert (native.height, native.width) == (16, 16) == (sd1.model.native_size,) * 2
     with pytest.raises(Exception, match="init_image"):  # without on_reject: raised
-        list(gen.generate(requests[:2]))
+        list(sd1.generate(requests[:2]))

@@ -56,8 +56,10 @@ def test_latent_channels_come_from_the_vae_not_the_unet_input(model):
     program = SamplingProgram.build(inpainting, SPEC)
     f = model.latent_factor
     assert program.latent_shape == (16 // f, 16 // f, model.vae.latent_channels) == (8, 8, 4)
-    out = jax.eval_shape(program, inpainting.params, inputs_for(model))
-    assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.uint8
+    assert program.inpainting_unet and not SamplingProgram.build(model, SPEC).inpainting_unet
+    # Its extra channels come from an init image and a mask: text-to-image has neither.
+    with pytest.raises(ValueError, match="needs an init_image"):
+        jax.eval_shape(program, inpainting.params, inputs_for(model))
 
 
 def test_recording_hook_sees_every_step_and_leaves_the_images_bit_identical(model, program,
