@@ -26,3 +26,10 @@ def tiny_sd1_dir(tmp_path_factory):
 def tiny_sd2_dir(tmp_path_factory):
     """An SD 2.x-style model: linear projections, per-block heads, upcast, v-prediction, gelu."""
     return tiny_models.build(tmp_path_factory.mktemp("tiny_sd2"), style="sd2")
+
+
+@pytest.fixture(scope="session")
+def tiny_inpainting_dir(tmp_path_factory):
+    """An SD-inpainting-style model: the SD 1.x style with a 9-channel UNet."""
+    return tiny_models.build(tmp_path_factory.mktemp("tiny_inpainting"), style="sd1",
+                             in_channels=9)

@@ -18,7 +18,8 @@ LAYERS = (
     {"requests"},  # the request schema and its errors: the words every layer speaks
     {"models", "shapes", "schedulers", "default_model", "logs"},
     {"weights"},
-    {"engine", "images"},
+    {"images"},  # init images and masks, read for the engine
+    {"engine"},
     {"dataset", "eval"},
     {"beam", "train", "report"},
     {"api"},

@@ -56,8 +56,10 @@ def test_latent_channels_come_from_the_vae_not_the_unet_input(model):
     program = SamplingProgram.build(inpainting, SPEC)
     f = model.latent_factor
     assert program.latent_shape == (16 // f, 16 // f, model.vae.latent_channels) == (8, 8, 4)
-    out = jax.eval_shape(program, inpainting.params, inputs_for(model))
-    assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.uint8
+    assert program.inpainting_unet and not SamplingProgram.build(model, SPEC).inpainting_unet
+    # Its extra channels come from an init image and a mask: text-to-image has neither.
+    with pytest.raises(ValueError, match="needs an init_image"):
+        jax.eval_shape(program, inpainting.params, inputs_for(model))
 
 
 def test_recording_hook_sees_every_step_and_leaves_the_images_bit_identical(model, program,
@@ -113,7 +115,11 @@ def test_requests_share_a_program_exactly_when_their_sampling_spec_is_equal():
     same = [dataclasses.replace(base, prompt="a cat", negative_prompt="blurry", seed=5,
                                 guidance=2.0, num_images=3, id="x")]
     other = [dataclasses.replace(base, **{k: v}) for k, v in
-             dict(height=128, width=32, steps=11, sampler="euler").items()]
+             dict(height=128, width=32, steps=11, sampler="euler", init_image="a.png").items()]
+    # A mode is a program; a strength is not (each item's start step is an input).
+    edit = dataclasses.replace(base, init_image="a.png", strength=0.3)
+    assert SamplingSpec.of(edit) == SamplingSpec.of(dataclasses.replace(edit, strength=1.0))
+    assert SamplingSpec.of(dataclasses.replace(edit, mask_image="m.png")).mode == "inpainting"
     assert all(SamplingSpec.of(r) == SamplingSpec.of(base) for r in same)
     assert all(SamplingSpec.of(r) != SamplingSpec.of(base) for r in other)
     # Sorting by spec groups requests by program: height, then width, steps, sampler.
@@ -129,3 +135,10 @@ def test_the_generator_compiles_a_spec_ahead_from_the_shapes_of_its_inputs(model
     assert SamplingSpec.of(request) == SPEC
     assert [g.image.shape for g in gen.generate([request])] == [(16, 16, 3)]
     assert gen.compiled_programs == 1
+
+
+def test_sample_reports_per_item_whether_its_final_latents_are_finite(model, program):
+    noise = np.random.default_rng(0).standard_normal(batch_latents(program)).astype(np.float32)
+    noise[1, 0, 0, 0] = np.nan  # a broken item: its NaN spreads through its own latents only
+    _, finite = jax.jit(program.sample)(model.params, inputs_for(model, noise=jnp.asarray(noise)))
+    assert np.asarray(finite).tolist() == [True, False]

@@ -28,10 +28,12 @@ def _perturb(module: torch.nn.Module, seed: int) -> None:
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def build(out_dir: Path, style: str = "sd1", seed: int = 0) -> Path:
+def build(out_dir: Path, style: str = "sd1", seed: int = 0, in_channels: int = 4) -> Path:
+    """in_channels 9: an SD-inpainting-style UNet (latents, mask, masked-image latents)."""
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
+        StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
@@ -40,7 +42,7 @@ def build(out_dir: Path, style: str = "sd1", seed: int = 0) -> Path:
     s = _STYLES[style]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64),
+        sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(32, 64, 64),
         layers_per_block=2, norm_num_groups=8, cross_attention_dim=s["cross"],
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
@@ -64,9 +66,10 @@ def build(out_dir: Path, style: str = "sd1", seed: int = 0) -> Path:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
         set_alpha_to_one=False, steps_offset=1, prediction_type=s["prediction"],
         timestep_spacing=s["spacing"])
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    path = Path(out_dir) / f"tiny-{style}"
+    pipeline = StableDiffusionPipeline if in_channels == 4 else StableDiffusionInpaintPipeline
+    pipe = pipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False)
+    path = Path(out_dir) / (f"tiny-{style}" if in_channels == 4 else f"tiny-{style}-inpainting")
     pipe.save_pretrained(path)
     return path

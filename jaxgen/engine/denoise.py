@@ -2,7 +2,9 @@
 an optional per-step hook.
 
 Noise is per item: each item's key comes from its noise ids alone; the initial latents are
-drawn from fold_in(key, 0) and step s's ancestral noise from fold_in(key, s + 1).
+drawn from fold_in(key, 0), step s's ancestral noise from fold_in(key, s + 1), and the VAE
+samples of image-to-image and inpainting from fold_in(key, ENCODE_NOISE) and
+fold_in(key, MASKED_ENCODE_NOISE), indices no step reaches.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import numpy as np
 from jaxgen.models import UNet2DConditionModel
 from jaxgen.schedulers import Sampler
 from jaxgen.schedulers.tables import predict_x0
+
+# fold_in indices of the VAE latent samples: far beyond any step's (MAX_STEPS is 1000s).
+ENCODE_NOISE = 2**31 - 1  # the init image's
+MASKED_ENCODE_NOISE = 2**31 - 2  # the masked image's (inpainting UNets)
 
 # (latents [B, h, w, c], step index) -> the guided prediction, float32 like the latents.
 Denoiser = Callable[[jax.Array, jax.Array], jax.Array]
@@ -53,22 +59,32 @@ def draw_noise(keys: jax.Array, step: int | jax.Array,
     return jax.vmap(draw)(keys)
 
 
-def initial_noise(ids: np.ndarray, latent_shape: tuple[int, int, int]) -> np.ndarray:
-    """The unit-variance initial latents [B, h, w, c] a sampling program draws for noise `ids`.
+def initial_noise(ids: np.ndarray, latent_shape: tuple[int, int, int],
+                  draw: int = 0) -> np.ndarray:
+    """The unit normal latents [B, h, w, c] a sampling program draws for noise `ids`: by
+    default the initial noise; `draw` ENCODE_NOISE or MASKED_ENCODE_NOISE gives the unit noise
+    of the init image's or the masked image's VAE sample.
 
     For other implementations to start from the very same noise (the diffusers peer).
     """
-    return np.asarray(draw_noise(item_keys(jnp.asarray(ids)), 0, tuple(latent_shape)))
+    return np.asarray(draw_noise(item_keys(jnp.asarray(ids)), draw, tuple(latent_shape)))
 
 
 def guided_prediction(unet: UNet2DConditionModel, params: Any, sampler: Sampler,
-                      context: jax.Array, guidance: jax.Array) -> Denoiser:
+                      context: jax.Array, guidance: jax.Array,
+                      extra_channels: jax.Array | None = None) -> Denoiser:
     """Classifier-free guidance: one UNet call on the doubled batch (unconditional half first,
-    as encode_prompts orders the context), then uncond + g * (cond - uncond) per item."""
+    as encode_prompts orders the context), then uncond + g * (cond - uncond) per item.
+
+    `extra_channels` [B, h, w, k] are concatenated after the (scaled) latents on channels, as
+    diffusers feeds an inpainting UNet its mask and masked-image latents.
+    """
     g = guidance.astype(jnp.float32)[:, None, None, None]
 
     def predict(x: jax.Array, i: jax.Array) -> jax.Array:
         x_in = sampler.scale_model_input(x, i)
+        if extra_channels is not None:
+            x_in = jnp.concatenate([x_in, extra_channels.astype(x_in.dtype)], axis=-1)
         out = unet.apply({"params": params}, jnp.concatenate([x_in, x_in]),
                          sampler.timesteps[i], context).astype(jnp.float32)
         uncond, cond = jnp.split(out, 2)
@@ -84,7 +100,7 @@ class LatentMask:
     (clean after the last step)."""
 
     mask: jax.Array  # [B, h, w, 1]: 1 where the loop generates
-    known: jax.Array  # [B, h, w, c] clean latents
+    known: jax.Array  # [B, h, w, c] clean latents (inpainting: the init image's VAE sample)
     noise: jax.Array  # [B, h, w, c] unit normal: the initial noise of the same items
 
     def blend(self, sampler: Sampler, latents: jax.Array, i: jax.Array) -> jax.Array:
@@ -103,10 +119,14 @@ def denoise(sampler: Sampler, predict: Denoiser, latents: jax.Array, *,
 
     `latents` are at the noise level of the start of `start_step` (noise times the sampler's
     init_noise_sigma when starting at 0). `step_noise(i)` is step i's unit noise, for
-    ancestral samplers.
+    ancestral samplers. A start step per item (int32 [B]) runs the loop from the batch's
+    earliest; an item is held unchanged, its solver memory empty, until its own start.
     """
     if sampler.needs_noise and step_noise is None:
         raise ValueError(f"sampler {sampler.name!r} needs step_noise")
+    if jnp.ndim(start_step) == 1:
+        return _denoise_per_item(sampler, predict, latents, step_noise, jnp.asarray(start_step),
+                                 keep, hook, hook_carry)
 
     def body(i, carry):
         x, state, carried = carry
@@ -122,6 +142,45 @@ def denoise(sampler: Sampler, predict: Denoiser, latents: jax.Array, *,
     latents, _, hook_carry = jax.lax.fori_loop(
         start_step, sampler.num_steps, body, (latents, sampler.init_state(latents), hook_carry))
     return latents, hook_carry
+
+
+def _denoise_per_item(sampler: Sampler, predict: Denoiser, latents: jax.Array,
+                      step_noise: Callable[[jax.Array], jax.Array] | None, start: jax.Array,
+                      keep: LatentMask | None, hook: StepHook | None,
+                      hook_carry: Any) -> tuple[jax.Array, Any]:
+    # The solver runs per item (vmap), so its memory (e.g. DPM-Solver's previous x0) is too.
+    def solve(i, state, guided, x, noise):
+        return jax.vmap(lambda st, o, s, n: sampler.step(st, i, o, s, n))(state, guided, x, noise)
+
+    def body(i, carry):
+        x, state, carried = carry
+        guided = predict(x, i)
+        noise = step_noise(i) if sampler.needs_noise else jnp.zeros_like(x)
+        x_next, next_state = solve(i, state, guided, x, noise)
+        if keep is not None:
+            x_next = keep.blend(sampler, x_next, i)
+        if hook is not None:
+            x_next, carried = hook(DenoiseStep(i, x, guided, x_next), carried)
+        active = i >= start
+        x_next = jnp.where(active[:, None, None, None], x_next, x)
+        next_state = jax.tree.map(lambda new, old: jnp.where(
+            active.reshape(-1, *[1] * (new.ndim - 1)), new, old), next_state, state)
+        return x_next, next_state, carried
+
+    state = jax.vmap(sampler.init_state)(latents)
+    latents, _, hook_carry = jax.lax.fori_loop(
+        jnp.min(start), sampler.num_steps, body, (latents, state, hook_carry))
+    return latents, hook_carry
+
+
+def noised_to_step(sampler: Sampler, clean: jax.Array, noise: jax.Array,
+                   start: jax.Array) -> jax.Array:
+    """`clean` [B, h, w, c] forward-diffused with `noise` to each item's start step (int32
+    [B]): diffusers' scheduler.add_noise at timesteps[t_start]."""
+    def one(x, n, i):
+        return sampler.add_noise(x, n, i)
+
+    return jax.vmap(one)(clean, noise, start)
 
 
 def predicted_clean_latents(sampler: Sampler, step: DenoiseStep) -> jax.Array:

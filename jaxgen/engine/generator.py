@@ -1,6 +1,7 @@
 """The Generator: requests in, images out, every local device busy, same image whatever the layout.
 
-Requests are validated (before any device work), expanded to one item per image, grouped
+Requests are validated (before any device work); their init images and masks are read a
+window at a time on this worker; each is expanded to one item per image, grouped
 by SamplingSpec into fixed-size batches (the tail padded with a copy of a real item and
 dropped on the way out) and run through one jitted, sharded SamplingProgram per spec, its
 per-item inputs one ItemInputs pytree split over the mesh's 'data' axis. A window of items
@@ -13,12 +14,13 @@ This is the one driver of the sampling program: ShapesEval's model_generator run
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +29,11 @@ from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
 from jaxgen.engine.grouping import SamplingSpec
-from jaxgen.engine.inputs import ItemInputs, noise_ids
+from jaxgen.engine.inputs import ItemInputs, noise_ids, start_step
 from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
 from jaxgen.engine.types import GeneratedImage
+from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES, ImageInputs, load_image_inputs
 from jaxgen.requests import GenerationRequest, RequestError, stable_seed, validate_request
 from jaxgen.weights.model_dir import DiffusionModel, load_model
 from jaxgen.weights.tokenizer import tokenize
@@ -59,11 +62,23 @@ def default_dtype(backend: str) -> Any:
     return jnp.float32 if backend == "cpu" else jnp.bfloat16
 
 
-@dataclasses.dataclass(frozen=True)
+# on_reject(position in the requests given, the request as given, why it cannot be generated)
+OnReject = Callable[[int, GenerationRequest, RequestError], None]
+
+
+class _Checked(NamedTuple):
+    position: int
+    request: GenerationRequest  # validated, seed filled in; sizes None until its image is read
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class _Item:
     position: int
-    request: GenerationRequest
+    request: GenerationRequest  # final: seed and size filled in
     index: int
+    inputs: ImageInputs | None  # the init image and mask, as read and fitted
+    cond_ids: np.ndarray
+    uncond_ids: np.ndarray
 
 
 def warn_if_far_from_native(height: Any, width: Any, native: int) -> None:
@@ -82,7 +97,11 @@ class Generator:
                  batch_size: int | None = None, job_seed: int = 0,
                  expect_backend: str | None = None,
                  compilation_cache: str | Path | bool | None = True,
-                 min_shard_size: int = 2**20, attention: str | None = None):
+                 min_shard_size: int = 2**20, attention: str | None = None,
+                 resize: str = DEFAULT_RESIZE):
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize {resize!r}: must be one of {', '.join(RESIZE_POLICIES)}")
+        self.resize = resize  # how init images and masks are fitted to a request's size
         backend = check_backend(expect_backend)
         if compilation_cache is not False:
             cache = None if compilation_cache is True else compilation_cache
@@ -125,77 +144,146 @@ class Generator:
                 "process_count": jax.process_count()}
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """Validate (raising RequestError naming the field) and fill in a missing seed; warn
-        when the size is far from the model's native one."""
-        warn_if_far_from_native(request.height, request.width, self.model.native_size)
-        validate_request(request, size_multiple=self.model.size_multiple)
-        if request.seed is None:
+        """Validate (raising RequestError naming the field) and fill in a missing seed and a
+        text-to-image request's missing size (the model's native one); warn when the size is
+        far from the native one. An init image's request without a size keeps None: its
+        image's own size, rounded to the model's size multiple, is filled in when it is read.
+        """
+        if request.seed is None:  # from the request as given, so reading never moves it
             request = dataclasses.replace(request, seed=stable_seed(self.job_seed, request.id,
                                                                     request))
+        native, unsized = self.model.native_size, request.height is None or request.width is None
+        if unsized and request.init_image is None:
+            request = dataclasses.replace(request, height=request.height or native,
+                                          width=request.width or native)
+            unsized = False
+        if unsized:  # every other field now; the size once the image is read
+            validate_request(dataclasses.replace(request, height=request.height or native,
+                                                 width=request.width or native),
+                             size_multiple=self.model.size_multiple)
+        else:
+            warn_if_far_from_native(request.height, request.width, native)
+            validate_request(request, size_multiple=self.model.size_multiple)
+        self._check_mode(request)
         return request
 
+    def _check_mode(self, request: GenerationRequest) -> None:
+        if self.model.unet.in_channels != self.model.vae.latent_channels and \
+                request.mode != "inpainting":
+            field = "init_image" if request.init_image is None else "mask_image"
+            raise RequestError(field, getattr(request, field),
+                               f"model {self.model_name!r} is an inpainting model (its UNet "
+                               f"takes {self.model.unet.in_channels} channels): each request "
+                               "needs an init_image and a mask_image")
+        if request.mode != "text-to-image" and start_step(request.steps, request.strength) \
+                >= request.steps:
+            raise RequestError("strength", request.strength,
+                               f"with {request.steps} steps leaves no step to run: "
+                               "steps * strength must be at least 1")
+
     def generate(self, requests: Iterable[GenerationRequest], window: int | None = None,
-                 on_reject: Callable[[int, GenerationRequest, RequestError], None] | None = None,
-                 ) -> Iterator[GeneratedImage]:
+                 on_reject: OnReject | None = None) -> Iterator[GeneratedImage]:
         """Yield each request's images in request order. A list is validated whole before any
-        device work; a stream is validated a window at a time. With `on_reject`, a request that
-        fails preparation is reported through it (position, request, error) and skipped."""
-        # Each request is prepared once: a list eagerly (all errors before any device work),
+        device work; a stream is validated a window at a time. Init images and masks are read
+        a window at a time, so a long list's images are never all in memory.
+
+        `on_reject(position, request, error)`: a request that fails validation, image reading
+        or tokenizing is reported through it (before any image of it or of a later request is
+        yielded) and skipped; without it, the RequestError is raised.
+        """
+        def checked(position: int, request: GenerationRequest) -> _Checked | None:
+            try:
+                return _Checked(position, self.prepare(request))
+            except RequestError as error:
+                if on_reject is None:
+                    raise
+                on_reject(position, request, error)
+                return None
+
+        # Each request is validated once: a list eagerly (all errors before any device work),
         # a stream lazily as its windows are read.
-        if on_reject is not None:
-            requests = self._prepared_or_rejected(requests, on_reject)
-        elif isinstance(requests, list | tuple):
-            requests = [self.prepare(r) for r in requests]
-        else:
-            requests = map(self.prepare, requests)
+        pairs: Iterable[_Checked | None] = itertools.starmap(checked, enumerate(requests))
+        if isinstance(requests, list | tuple):
+            pairs = list(pairs)
         window = window or 4 * self.batch_size
         in_flight: deque = deque()
-        for items in self._windows(requests, window):
+        for items in self._windows((p for p in pairs if p is not None), window, on_reject):
             in_flight.append(self._dispatch(items))
             if len(in_flight) > 1:  # keep one window queued on the device while we unpack
                 yield from self._collect(in_flight.popleft())
         while in_flight:
             yield from self._collect(in_flight.popleft())
 
-    def _prepared_or_rejected(self, requests: Iterable[GenerationRequest],
-                              on_reject: Callable[[int, GenerationRequest, RequestError], None]
-                              ) -> Iterator[GenerationRequest]:
-        for position, request in enumerate(requests):
-            try:
-                yield self.prepare(request)
-            except RequestError as e:
-                on_reject(position, request, e)
-
-    def _windows(self, requests: Iterable[GenerationRequest], size: int) -> Iterator[list[_Item]]:
+    def _windows(self, requests: Iterable[_Checked], size: int,
+                 on_reject: OnReject | None) -> Iterator[list[_Item]]:
         items: list[_Item] = []
-        for position, request in enumerate(requests):
-            items += [_Item(position, request, k) for k in range(request.num_images)]
+        for position, request in requests:
+            try:
+                item = self._load(position, request)
+            except RequestError as error:
+                if on_reject is None:
+                    raise
+                on_reject(position, request, error)
+                continue
+            items += [dataclasses.replace(item, index=k) for k in range(item.request.num_images)]
             if len(items) >= size:
                 yield items
                 items = []
         if items:
             yield items
 
-    def _dispatch(self, items: list[_Item]) -> list[tuple[list[_Item], jax.Array]]:
+    def _load(self, position: int, request: GenerationRequest) -> _Item:
+        """Read the request's images (fitting them to its size, or taking theirs), tokenize."""
+        inputs = None
+        if request.init_image is not None:
+            size = None if request.height is None or request.width is None else \
+                (request.height, request.width)
+            inputs = load_image_inputs(request.init_image, request.mask_image, size=size,
+                                       size_multiple=self.model.size_multiple,
+                                       resize=self.resize)
+            if size is None:
+                height, width = inputs.image.shape[:2]
+                request = dataclasses.replace(request, height=height, width=width)
+                warn_if_far_from_native(height, width, self.model.native_size)
+                validate_request(request, size_multiple=self.model.size_multiple)
+        try:
+            cond, uncond = tokenize(self.model.tokenizer, [request.prompt,
+                                                           request.negative_prompt])
+        except Exception as error:  # a tokenizer's own failure belongs to this row
+            raise RequestError("prompt", request.prompt, f"cannot be tokenized: {error}") \
+                from error
+        return _Item(position, request, 0, inputs, cond, uncond)
+
+    def _dispatch(self, items: list[_Item]) -> list[tuple[list[_Item], Any]]:
         groups: dict[SamplingSpec, list[_Item]] = {}
         for item in items:
             groups.setdefault(SamplingSpec.of(item.request), []).append(item)
         launched = []
         for spec, group in groups.items():
+            # A batch runs from its earliest start step: batch equal strengths together.
+            group.sort(key=lambda it: start_step(it.request.steps, it.request.strength)
+                       if spec.mode != "text-to-image" else 0)
             for start in range(0, len(group), self.batch_size):
                 batch = group[start:start + self.batch_size]
                 launched.append((batch, self._run(spec, batch)))
         return launched
 
-    def _run(self, spec: SamplingSpec, batch: list[_Item]) -> jax.Array:
+    def _run(self, spec: SamplingSpec, batch: list[_Item]) -> Any:
         padded = batch + [batch[-1]] * (self.batch_size - len(batch))
-        reqs, tokenizer = [it.request for it in padded], self.model.tokenizer
+        reqs = [it.request for it in padded]
+        fields: dict[str, np.ndarray] = {}
+        if spec.mode != "text-to-image":
+            fields["init_image"] = np.stack([it.inputs.image for it in padded])
+            fields["start_step"] = np.array([start_step(r.steps, r.strength) for r in reqs],
+                                            np.int32)
+        if spec.mode == "inpainting":
+            fields["image_mask"] = np.stack([it.inputs.mask for it in padded])[..., None]
         inputs = ItemInputs(
-            cond_ids=tokenize(tokenizer, [r.prompt for r in reqs]),
-            uncond_ids=tokenize(tokenizer, [r.negative_prompt for r in reqs]),
+            cond_ids=np.stack([it.cond_ids for it in padded]),
+            uncond_ids=np.stack([it.uncond_ids for it in padded]),
             noise_ids=noise_ids(np.array([r.seed for r in reqs], np.uint64),
                                 np.array([it.index for it in padded])),
-            guidance=np.array([r.guidance for r in reqs], np.float32))
+            guidance=np.array([r.guidance for r in reqs], np.float32), **fields)
         return self._program(spec)(self.params, inputs)  # async: returns before it finishes
 
     def _program(self, spec: SamplingSpec):
@@ -203,24 +291,26 @@ class Generator:
             program = SamplingProgram.build(self.model, spec, self.dtype, self.attention)
             # One sharding for every ItemInputs field: each splits its batch axis over 'data'.
             data = batch_sharding(self.mesh)
-            self._programs[spec] = jax.jit(program, in_shardings=(self._param_shardings, data),
+            self._programs[spec] = jax.jit(program.sample,
+                                           in_shardings=(self._param_shardings, data),
                                            out_shardings=data)
         return self._programs[spec]
 
     def compile(self, spec: SamplingSpec) -> jax.stages.Compiled:
         """Compile `spec`'s program ahead of any request (warm-up, cost analysis); a later
         `generate` with that shape reuses it."""
-        inputs = ItemInputs.abstract(self.batch_size, self.model.tokenizer.model_max_length)
+        inputs = ItemInputs.abstract(self.batch_size, self.model.tokenizer.model_max_length,
+                                     spec.mode, (spec.height, spec.width))
         return self._program(spec).lower(self.params, inputs).compile()
 
     @staticmethod
-    def _collect(launched: list[tuple[list[_Item], jax.Array]]) -> Iterator[GeneratedImage]:
+    def _collect(launched: list[tuple[list[_Item], Any]]) -> Iterator[GeneratedImage]:
         done: dict[tuple[int, int], GeneratedImage] = {}
-        for batch, images in launched:
-            host = np.asarray(images)
+        for batch, (images, finite) in launched:
+            host, finite = np.asarray(images), np.asarray(finite)
             for row, item in enumerate(batch):
-                done[(item.position, item.index)] = GeneratedImage(item.request, item.index,
-                                                                   host[row])
+                done[(item.position, item.index)] = GeneratedImage(
+                    item.request, item.index, host[row], item.inputs, bool(finite[row]))
         for key in sorted(done):
             yield done[key]
 

@@ -24,7 +24,10 @@ class SamplingSpec:
     width: int
     steps: int  # the loop length is static
     sampler: str  # a different step function
+    # text-to-image, image-to-image or inpainting: which inputs the program takes (strength
+    # is not here: a start step per item is an input, so it never recompiles).
+    mode: str = "text-to-image"
 
     @classmethod
     def of(cls, request: GenerationRequest) -> SamplingSpec:
-        return cls(request.height, request.width, request.steps, request.sampler)
+        return cls(request.height, request.width, request.steps, request.sampler, request.mode)

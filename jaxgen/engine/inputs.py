@@ -1,10 +1,11 @@
 """The per-item inputs of a sampling program: one pytree, one field per input.
 
 DESIGN decision 10, modes are inputs, not programs: text-to-image fills the token ids, noise
-ids and guidance; a latent mask with known latents (inpainting's plumbing) is two more
-fields, and image-to-image's init latents and strength will be two more. Every field is a
-per-item array with the batch on its leading axis, so one sharding (the batch split over
-'data') covers the whole tree, and an absent (None) field compiles a program without it.
+ids and guidance; image-to-image adds the init image and a start step (its strength, as a
+step); inpainting adds the pixel mask. A latent mask with known latents is the loop's own
+seam for probes. Every field is a per-item array with the batch on its leading axis, so one
+sharding (the batch split over 'data') covers the whole tree, and an absent (None) field
+compiles a program without it.
 """
 
 from __future__ import annotations
@@ -32,14 +33,36 @@ class ItemInputs:
     mask: jax.Array | None = None
     # [B, h, w, c] clean latents (VAE mean times its scaling factor) kept outside the mask.
     known_latents: jax.Array | None = None
+    # uint8 [B, H, W, 3]: image-to-image's and inpainting's init image, at the output size.
+    init_image: jax.Array | None = None
+    # int32 [B]: the step the loop starts at for each item (start_step(steps, strength)).
+    start_step: jax.Array | None = None
+    # float32 [B, H, W, 1] in [0, 1], 1 (white) = repaint: inpainting's mask as read.
+    image_mask: jax.Array | None = None
 
     @classmethod
-    def abstract(cls, batch_size: int, tokens: int) -> ItemInputs:
-        """Shapes and dtypes of a text-to-image batch, to compile before any request."""
-        ids = jax.ShapeDtypeStruct((batch_size, tokens), jnp.int32)
+    def abstract(cls, batch_size: int, tokens: int, mode: str = "text-to-image",
+                 size: tuple[int, int] = (0, 0)) -> ItemInputs:
+        """Shapes and dtypes of a batch of `mode` at `size` (H, W), to compile before any
+        request."""
+        b, (h, w) = batch_size, size
+        ids = jax.ShapeDtypeStruct((b, tokens), jnp.int32)
+        fields = {}
+        if mode != "text-to-image":
+            fields = {"init_image": jax.ShapeDtypeStruct((b, h, w, 3), jnp.uint8),
+                      "start_step": jax.ShapeDtypeStruct((b,), jnp.int32)}
+        if mode == "inpainting":
+            fields["image_mask"] = jax.ShapeDtypeStruct((b, h, w, 1), jnp.float32)
         return cls(cond_ids=ids, uncond_ids=ids,
-                   noise_ids=jax.ShapeDtypeStruct((batch_size, 3), jnp.uint32),
-                   guidance=jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+                   noise_ids=jax.ShapeDtypeStruct((b, 3), jnp.uint32),
+                   guidance=jax.ShapeDtypeStruct((b,), jnp.float32), **fields)
+
+
+def start_step(steps: int, strength: float) -> int:
+    """The step an image-to-image or inpainting run starts at: diffusers' get_timesteps
+    (strength 1 starts at 0; the loop runs int(steps * strength) steps)."""
+    init_timestep = min(int(steps * strength), steps)
+    return max(steps - init_timestep, 0)
 
 
 def noise_ids(seeds: np.ndarray, image_indices: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ class GeneratorSpec:
     compilation_cache: str | None = None  # None: ~/.cache/jaxgen/xla (or $JAXGEN_CACHE_DIR)
     variant: str | None = None
     allow_pickle: bool = False
+    resize: str | None = None  # init images and masks: crop | fit | stretch (None: crop)
 
     def build(self) -> Any:
         from jaxgen.engine.generator import Generator
@@ -33,7 +34,8 @@ class GeneratorSpec:
             self.model, variant=self.variant, allow_pickle=self.allow_pickle,
             mesh=make_mesh(self.model_parallel), dtype=self.dtype, batch_size=self.batch_size,
             expect_backend=self.expect_backend,
-            compilation_cache=self.compilation_cache or True)
+            compilation_cache=self.compilation_cache or True,
+            **({"resize": self.resize} if self.resize else {}))
 
     def check(self) -> None:
         """Fail before any pipeline work: model path, configs, batch size vs this host's

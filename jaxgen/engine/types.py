@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jaxgen.images import ImageInputs
 from jaxgen.requests import GenerationRequest
-
-if TYPE_CHECKING:
-    from jaxgen.images import ImageInputs
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    request: GenerationRequest  # as generated: seed and size filled in (never None)
+    request: GenerationRequest  # final: seed and size filled in (never None)
     index: int  # 0..request.num_images-1
     image: np.ndarray  # uint8 [height, width, 3]
-    inputs: ImageInputs | None = None  # image-to-image / inpainting: what was read
+    # The init image and mask as read and fitted (refs, sha256s): None for text-to-image.
+    inputs: ImageInputs | None = None
+    finite: bool = True  # False: the final latents held a NaN or inf (a broken model)
