@@ -196,21 +196,21 @@ RUNNERS = {
     "portable": ["--runner", "PortableRunner", "--job_endpoint", "embed",
                  "--environment_type", "LOOPBACK"],
 }
-# The generator under test: the one line to change to run this on the real engine.
-GENERATOR = ["--generator", "tests.fake_generator:FakeSpec"]
 
 
 def test_mixed_manifest_gives_the_same_shards_on_every_runner(
-    manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_sd1_dir: Path
 ) -> None:
+    """The real engine (the tiny model): text-to-image, image-to-image and inpainting rows."""
     # Worker processes are fresh interpreters: they must find jaxgen and tests.*.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     digests = {}
     for name, flags in RUNNERS.items():
         out = tmp_path / name
         summary = run(["--manifest", str(manifest), "--output", str(out), "--shard_size", "5",
-                       "--job_seed", "1", "--height", "8", "--width", "8", "--steps", "2",
-                       "--strength", "0.5", *GENERATOR, *flags])
+                       "--job_seed", "1", "--height", "16", "--width", "16", "--steps", "2",
+                       "--strength", "0.5", "--generator", "jaxgen.engine.spec:GeneratorSpec",
+                       "--generator_args", json.dumps({"model": str(tiny_sd1_dir)}), *flags])
         assert summary["counts"]["rows_rejected"] == len(BAD)
         digests[name] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                          for p in sorted(out.rglob("*")) if p.suffix in (".tar", ".parquet")
