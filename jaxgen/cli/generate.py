@@ -64,6 +64,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    f"{built_in['resize']})")
     p.add_argument("--batch-size", type=int,
                    help="images per device step, global (default: by device count)")
+    p.add_argument("--micro-batch", type=int, metavar="K",
+                   help="each device computes K images at a time, whatever --batch-size or "
+                   "the device count, so images are byte-identical across batch sizes and "
+                   "meshes (default: off, batch-size / devices at a time; see "
+                   "docs/determinism.md)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"),
                    help="compute precision (default: float32 on CPU, bfloat16 on GPU/TPU)")
     p.add_argument("--model-parallel", type=int, default=1,
@@ -143,7 +148,8 @@ def _spec(args: argparse.Namespace):
 
     model = args.model or str(default_model_path())
     return GeneratorSpec(model=model, dtype=args.dtype, batch_size=args.batch_size,
-                         model_parallel=args.model_parallel, expect_backend=args.expect_backend)
+                         model_parallel=args.model_parallel, expect_backend=args.expect_backend,
+                         micro_batch=args.micro_batch)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:

@@ -31,7 +31,13 @@ from jax.sharding import Mesh
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids, start_step
 from jaxgen.engine.sampling import SamplingProgram
-from jaxgen.engine.sharding import batch_sharding, check_backend, make_mesh, param_shardings
+from jaxgen.engine.sharding import (
+    batch_sharding,
+    check_backend,
+    make_mesh,
+    param_shardings,
+    per_device_micro_batches,
+)
 from jaxgen.engine.types import GeneratedImage
 from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES, ImageInputs, load_image_inputs
 from jaxgen.requests import GenerationRequest, RequestError, stable_seed, validate_request
@@ -98,7 +104,7 @@ class Generator:
                  expect_backend: str | None = None,
                  compilation_cache: str | Path | bool | None = True,
                  min_shard_size: int = 2**20, attention: str | None = None,
-                 resize: str = DEFAULT_RESIZE):
+                 resize: str = DEFAULT_RESIZE, micro_batch: int | None = None):
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize {resize!r}: must be one of {', '.join(RESIZE_POLICIES)}")
         self.resize = resize  # how init images and masks are fitted to a request's size
@@ -116,6 +122,13 @@ class Generator:
         if self.batch_size < 1 or self.batch_size % n_data:
             raise ValueError(f"batch_size {self.batch_size}: must be a positive multiple of the "
                              f"mesh's data axis ({n_data} devices)")
+        # None: each device computes batch_size / devices items at once (fastest; bytes may
+        # differ by 1/255 across batch sizes). K: K at a time, whatever the batch or mesh.
+        self.micro_batch = micro_batch
+        if micro_batch is not None and (micro_batch < 1
+                                        or self.batch_size % (micro_batch * n_data)):
+            raise ValueError(f"micro_batch {micro_batch}: batch_size {self.batch_size} must be "
+                             f"a multiple of micro_batch x {n_data} devices")
         self.job_seed = job_seed
         self.attention = attention  # None: XLA's attention; "cudnn": fused where it fits
         self._param_shardings = param_shardings(model.params, self.mesh, min_shard_size)
@@ -291,8 +304,10 @@ class Generator:
             program = SamplingProgram.build(self.model, spec, self.dtype, self.attention)
             # One sharding for every ItemInputs field: each splits its batch axis over 'data'.
             data = batch_sharding(self.mesh)
-            self._programs[spec] = jax.jit(program.sample,
-                                           in_shardings=(self._param_shardings, data),
+            sample = program.sample
+            if self.micro_batch is not None:
+                sample = per_device_micro_batches(sample, self.mesh, self.micro_batch)
+            self._programs[spec] = jax.jit(sample, in_shardings=(self._param_shardings, data),
                                            out_shardings=data)
         return self._programs[spec]
 

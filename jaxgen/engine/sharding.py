@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -84,3 +85,29 @@ def check_backend(expected: str | None) -> str:
                            f"(devices: {jax.local_devices()}); is another process holding the "
                            "accelerator, or is the jax plugin for it missing?")
     return backend
+
+
+def per_device_micro_batches(sample: Callable[[Any, Any], Any], mesh: Mesh,
+                             micro_batch: int) -> Callable[[Any, Any], Any]:
+    """`sample(params, inputs)` computed `micro_batch` items per device at a time, whatever the
+    batch: XLA picks kernels (and so the rounding) by shape, and here every device only ever
+    sees `micro_batch` items, so an image's bytes do not depend on the batch size or the mesh
+    (docs/determinism.md). The batch [B] becomes [B / (K * D), K * D] with its inner axis split
+    over 'data' (K per device), and the outer axis is looped over."""
+    group = micro_batch * mesh.shape[DATA]
+    inner = NamedSharding(mesh, P(None, DATA))
+
+    def run(params: Any, inputs: Any) -> Any:
+        n = jax.tree.leaves(inputs)[0].shape[0]
+        if n % group:
+            raise ValueError(f"batch {n}: not a multiple of micro_batch {micro_batch} x "
+                             f"{mesh.shape[DATA]} devices")
+
+        def split(a: jax.Array) -> jax.Array:
+            grouped = a.reshape(n // group, group, *a.shape[1:])
+            return jax.lax.with_sharding_constraint(grouped, inner)
+
+        out = jax.lax.map(lambda x: sample(params, x), jax.tree.map(split, inputs))
+        return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), out)
+
+    return run

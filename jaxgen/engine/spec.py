@@ -24,6 +24,7 @@ class GeneratorSpec:
     variant: str | None = None
     allow_pickle: bool = False
     resize: str | None = None  # init images and masks: crop | fit | stretch (None: crop)
+    micro_batch: int | None = None  # items per device at a time; see Generator
 
     def build(self) -> Any:
         from jaxgen.engine.generator import Generator
@@ -34,7 +35,7 @@ class GeneratorSpec:
             self.model, variant=self.variant, allow_pickle=self.allow_pickle,
             mesh=make_mesh(self.model_parallel), dtype=self.dtype, batch_size=self.batch_size,
             expect_backend=self.expect_backend,
-            compilation_cache=self.compilation_cache or True,
+            compilation_cache=self.compilation_cache or True, micro_batch=self.micro_batch,
             **({"resize": self.resize} if self.resize else {}))
 
     def check(self) -> None:
@@ -50,13 +51,20 @@ class GeneratorSpec:
         if self.batch_size is not None and (self.batch_size < 1 or self.batch_size % n_data):
             raise ValueError(f"batch_size {self.batch_size}: must be a positive multiple of the "
                              f"data axis ({n_data} devices here)")
+        batch = self.batch_size or n_data
+        if self.micro_batch is not None and (self.micro_batch < 1
+                                             or batch % (self.micro_batch * n_data)):
+            raise ValueError(f"micro_batch {self.micro_batch}: the batch ({batch}) must be a "
+                             f"multiple of micro_batch x {n_data} devices here")
 
     def job_record(self) -> dict[str, Any]:
         """What of this spec changes pixels, for the job record (`_job.json`): the model
-        directory's content, and the dtype, batch size, model split and weight variant."""
+        directory's content, and the dtype, batch size (or, with a micro-batch, which makes
+        the batch size irrelevant to pixels, the micro-batch), model split and weight variant."""
+        batch = {"batch_size": self.batch_size} if self.micro_batch is None else {
+            "micro_batch": self.micro_batch}
         return {"model_sha256": directory_sha256(self.model_path), "dtype": self.dtype or "auto",
-                "batch_size": self.batch_size, "model_parallel": self.model_parallel,
-                "variant": self.variant}
+                **batch, "model_parallel": self.model_parallel, "variant": self.variant}
 
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""
