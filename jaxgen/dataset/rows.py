@@ -80,13 +80,15 @@ def row_to_request(
     (called here so the request is built once: this runs for every row of a manifest).
     source: the manifest file's path, which relative image paths resolve against.
     """
-    if "prompt" not in fields:
+    if fields.get("prompt") is None:
         raise RequestError("prompt", None, "is missing; every row needs a prompt")
     given: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for column, value in fields.items():
         _check_nesting(column, value)
         name = FIELD_ALIASES.get(column, column)
+        if value is None and name in _FIELD_NAMES:
+            continue  # JSON null: not given, so the default applies (as for a Parquet null)
         if name not in _FIELD_NAMES:
             extra[column] = value
             continue
