@@ -1,0 +1,57 @@
+"""Running a job over poison rows mixed with good ones, and reading back what it made."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from jaxgen.beam.pipeline import run_pipeline
+from jaxgen.dataset.config import JobConfig
+from tests.fake_generator import FakeSpec
+
+# Small enough for every test job; the poison rows make their own long lines.
+MAX_LINE_BYTES = 8192
+
+
+MAX_METADATA_BYTES = 1024
+
+
+def job(manifest: str, out: Path, **kw: Any) -> JobConfig:
+    """8x8 images in 2 steps, shards of 8 rows, small line and metadata limits."""
+    return JobConfig(manifest=manifest, output=str(out), shard_size=8, job_seed=3,
+                     max_line_bytes=MAX_LINE_BYTES, max_metadata_bytes=MAX_METADATA_BYTES,
+                     defaults={"height": 8, "width": 8, "steps": 2}, **kw)
+
+
+def run_job(manifest: str, out: Path, **kw: Any) -> dict[str, Any]:
+    """The job over the manifest, with the fake generator."""
+    return run_pipeline(job(manifest, out, **kw), FakeSpec())
+
+
+def rejects(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """(manifest file name, line) -> reject record, for every reject of the job."""
+    found = {}
+    for path in sorted((out / "_rejects").glob("*.jsonl")):
+        for text in path.read_text(encoding="utf-8").splitlines():
+            reject = json.loads(text)
+            place = (Path(reject["source"]).name, reject["line"])
+            assert place not in found, f"two rejects for {place}"
+            found[place] = reject
+    return found
+
+
+def generated_prompts(out: Path) -> list[str]:
+    """The prompt of every image the job wrote (webdataset output)."""
+    prompts = []
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            prompts += [tar.extractfile(m).read().decode() for m in tar if m.name.endswith(".txt")]
+    return prompts
+
+
+def assert_rows_add_up(summary: dict[str, Any], generated: int, rejected: int) -> None:
+    c = summary["counts"]
+    assert (c["rows_generated"], c["rows_rejected"]) == (generated, rejected), c
+    assert c["rows_read"] == c["rows_generated"] + c["rows_rejected"], c
