@@ -192,6 +192,8 @@ def _merge_metadata(
         unknown = sorted(set(extra) - set(metadata_columns))
         if unknown and policy == "reject":
             name = unknown[0]
+            if not name.strip():  # else the reject would name the field ""
+                raise RequestError("column", name, "has an empty name; give it one or drop it")
             hint = did_you_mean(name, (*_FIELD_NAMES, *FIELD_ALIASES))
             raise RequestError(
                 name, extra[name], f"is not a known field{hint} (known: "
