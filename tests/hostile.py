@@ -34,7 +34,8 @@ def rejects(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """(manifest file name, line) -> reject record, for every reject of the job."""
     found = {}
     for path in sorted((out / "_rejects").glob("*.jsonl")):
-        for text in path.read_text(encoding="utf-8").splitlines():
+        # split on b"\n" only: str.splitlines would also cut at U+0085 or U+2028 in a row
+        for text in path.read_bytes().split(b"\n")[:-1]:
             reject = json.loads(text)
             place = (Path(reject["source"]).name, reject["line"])
             assert place not in found, f"two rejects for {place}"
