@@ -4,7 +4,9 @@ batches of rows with the fake generator)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import pickle
 import tempfile
@@ -73,10 +75,35 @@ def lines(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def manifest(folder: Path, rows: list[bytes]) -> ManifestFile:
-    path = folder / "fuzz.jsonl"
+CSV_HEADER = b"prompt,steps,guidance,seed,metadata,init_image"
+CELLS = st.sampled_from(["x", "2", "7.5", "nan", "-1", "1e999", '{"k": 1}', "[1]", "", " ",
+                         "images/ok.png"]) | TEXT
+
+
+@st.composite
+def csv_records(draw: st.DrawFn) -> bytes:
+    """One CSV record: cells of any text (maybe too few or too many), or raw junk bytes."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=40))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(draw(st.lists(CELLS, min_size=1, max_size=8)))
+    return out.getvalue().encode("utf-8", "surrogatepass")
+
+
+def manifest(folder: Path, rows: list[bytes], suffix: str = "jsonl") -> ManifestFile:
+    path = folder / f"fuzz.{suffix}"
     path.write_bytes(b"\n".join(rows) + b"\n")
-    return ManifestFile(0, str(path), path.stat().st_size, "jsonl")
+    return ManifestFile(0, str(path), path.stat().st_size, suffix)
+
+
+def check_file(file: ManifestFile, folder: Path) -> None:
+    config = job(file.path, folder / "out")
+    read = list(iter_rows(file, MAX_LINE_BYTES))
+    assert [r.row_index for r in read] == list(range(len(read)))
+    assert [(i, line) for i, line, _ in scan_ids(file, MAX_LINE_BYTES)] == [
+        (r.row_index, r.line) for r in read]  # the counting pass agrees
+    for raw in read:
+        check_row(raw, config, file.path)
 
 
 def check_row(raw: Any, config: Any, source: str) -> None:
@@ -84,7 +111,8 @@ def check_row(raw: Any, config: Any, source: str) -> None:
     error = raw.error
     if error is None:
         try:
-            request = row_to_request(raw.fields, config, fallback_seed=lambda _: 1, source=source)
+            request = row_to_request(raw.fields, config, text_values=raw.text_values,
+                                     fallback_seed=lambda _: 1, source=source)
         except RequestError as e:
             error = (e.field, str(e))
         else:
@@ -101,14 +129,14 @@ def check_row(raw: Any, config: Any, source: str) -> None:
 @given(st.lists(lines(), min_size=1, max_size=8))
 def test_every_fuzzed_row_is_a_request_or_a_reject(rows: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        file = manifest(Path(folder), rows)
-        config = job(file.path, Path(folder) / "out")
-        read = list(iter_rows(file, MAX_LINE_BYTES))
-        assert [r.row_index for r in read] == list(range(len(read)))
-        assert [(i, line) for i, line, _ in scan_ids(file, MAX_LINE_BYTES)] == [
-            (r.row_index, r.line) for r in read]  # the counting pass agrees
-        for raw in read:
-            check_row(raw, config, file.path)
+        check_file(manifest(Path(folder), rows), Path(folder))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(csv_records(), min_size=1, max_size=8))
+def test_every_fuzzed_csv_record_is_a_request_or_a_reject(records: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        check_file(manifest(Path(folder), [CSV_HEADER, *records], "csv"), Path(folder))
 
 
 # Not shrunk: a failing job is minimized by the row-layer test above, in a fraction of the time.
