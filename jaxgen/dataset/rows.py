@@ -21,6 +21,8 @@ Type rules (the same for every manifest format):
 - An image-to-image or inpainting row's size is its own height/width, else its init image's
   own size rounded to the model's size multiple (read when it is generated): the job's
   height/width defaults (the model's native size) are for text-to-image rows.
+- A value nested more than MAX_NESTING levels of lists/objects is rejected, naming its column,
+  before repr, JSON or the runner's pickling could recurse past Python's limit on it.
 - Text must be storable as UTF-8 (a lone surrogate, which a JSON escape can carry, is not):
   such a row is rejected here, naming the field, before it could stop a record or a PNG.
 Every range/type check of the request itself is `validate_request`'s, not repeated here.
