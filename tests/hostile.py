@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from jaxgen.beam.pipeline import run_pipeline
 from jaxgen.dataset.config import JobConfig
@@ -56,3 +60,16 @@ def assert_rows_add_up(summary: dict[str, Any], generated: int, rejected: int) -
     c = summary["counts"]
     assert (c["rows_generated"], c["rows_rejected"]) == (generated, rejected), c
     assert c["rows_read"] == c["rows_generated"] + c["rows_rejected"], c
+
+
+def write_images(folder: Path) -> None:
+    """ok.png and mask.png (16x16), and images that cannot be read."""
+    folder.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(folder / "ok.png")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "mask.png")
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    data = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        data, "PNG")
+    (folder / "truncated.png").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])

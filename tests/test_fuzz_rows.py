@@ -20,8 +20,7 @@ from jaxgen.dataset.manifest import ManifestFile, iter_rows, scan_ids
 from jaxgen.dataset.plan import STAGES, Reject
 from jaxgen.dataset.rows import row_to_request
 from jaxgen.requests import FIELD_ALIASES, REQUEST_FIELDS, RequestError, validate_request
-from tests.hostile import MAX_LINE_BYTES, job, rejects, run_job
-from tests.test_hostile_rows import write_images
+from tests.hostile import MAX_LINE_BYTES, job, rejects, run_job, write_images
 
 # Any character, lone surrogates included (a JSON escape can carry them).
 TEXT = st.text(st.characters(exclude_categories=()), max_size=12)

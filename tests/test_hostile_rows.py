@@ -4,13 +4,10 @@ read = generated + rejected, and the command exits with the documented status.""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from jaxgen.beam.pipeline import run_pipeline
 from jaxgen.cli import main
@@ -27,6 +24,7 @@ from tests.hostile import (
     job,
     rejects,
     run_job,
+    write_images,
 )
 
 
@@ -161,18 +159,6 @@ JSONL_ODD_BUT_GOOD = [
     b'{"prompt": "metadata at the nesting limit", "metadata": {"k": %s}}'
     % deep(MAX_NESTING - 1).encode(),
 ]
-
-
-def write_images(folder: Path) -> None:
-    folder.mkdir()
-    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(folder / "ok.png")
-    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "mask.png")
-    (folder / "notes.png").write_text("not an image")
-    (folder / "empty.png").write_bytes(b"")
-    data = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
-        data, "PNG")
-    (folder / "truncated.png").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
 
 
 def jsonl_manifest(root: Path, poison: list[tuple[str, bytes, str, str, str]]
