@@ -354,6 +354,11 @@ def _decode_jsonl(index: int, line_no: int, data: bytes, length: int, max_bytes:
                 "line", text[max(0, e.pos - 20) : e.pos + 20], f"is not valid JSON: {e.msg} "
                 f"at column {e.colno}"
             ) from None
+        except RequestError:
+            raise  # a key twice: the hook names it
+        except (RecursionError, ValueError) as e:  # too deep; an integer of too many digits
+            raise RequestError("line", text[:40], "is JSON Python cannot read "
+                               f"({type(e).__name__}: {e})") from None
         if not isinstance(value, dict):
             raise RequestError("row", value, "must be a JSON object with at least a prompt")
     except RequestError as e:

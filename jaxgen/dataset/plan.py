@@ -125,6 +125,12 @@ class Reject:
     reason: str
     stage: str = "parse"
 
+    def __post_init__(self) -> None:
+        # Text that UTF-8 cannot hold (lone surrogates, from a row or a file name) is
+        # escaped here, once: a reject must be writable everywhere (its JSON line, the audit).
+        for name in ("source", "raw", "field", "reason"):
+            object.__setattr__(self, name, _writable(getattr(self, name)))
+
     @classmethod
     def of(cls, row: PlannedRow, field: str, reason: str, stage: str) -> Reject:
         """A planned row rejected later on its way to an image; `raw` is its request as JSON."""
@@ -132,16 +138,14 @@ class Reject:
         return cls(row.key, row.index, row.shard, row.source, row.line, raw, field, reason, stage)
 
     def to_json(self) -> dict[str, Any]:
-        # Text that UTF-8 cannot hold (lone surrogates) is escaped: a reject must always be
-        # writable, whatever the row held.
         return {
             "key": self.key,
-            "source": _writable(self.source),
+            "source": self.source,
             "line": self.line,
             "stage": self.stage,
-            "field": _writable(self.field),
-            "reason": _writable(self.reason),
-            "row": _writable(self.raw),
+            "field": self.field,
+            "reason": self.reason,
+            "row": self.raw,
         }
 
 

@@ -21,6 +21,8 @@ Type rules (the same for every manifest format):
 - An image-to-image or inpainting row's size is its own height/width, else its init image's
   own size rounded to the model's size multiple (read when it is generated): the job's
   height/width defaults (the model's native size) are for text-to-image rows.
+- A value nested more than MAX_NESTING levels of lists/objects is rejected, naming its column,
+  before repr, JSON or the runner's pickling could recurse past Python's limit on it.
 - Text must be storable as UTF-8 (a lone surrogate, which a JSON escape can carry, is not):
   such a row is rejected here, naming the field, before it could stop a record or a PNG.
 Every range/type check of the request itself is `validate_request`'s, not repeated here.
@@ -51,6 +53,7 @@ _INT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is int)
 _FLOAT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is float)
 _JSON_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is dict)
 MAX_ID_CHARS = 256
+MAX_NESTING = 64  # levels of lists/objects in one value: plenty for metadata, far from recursion
 _MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
 _IMAGE_REFS = ("init_image", "mask_image")
 _TEXT_FIELDS = ("prompt", "negative_prompt", "id", *_IMAGE_REFS)
@@ -79,18 +82,22 @@ def row_to_request(
     (called here so the request is built once: this runs for every row of a manifest).
     source: the manifest file's path, which relative image paths resolve against.
     """
-    if "prompt" not in fields:
+    if fields.get("prompt") is None:
         raise RequestError("prompt", None, "is missing; every row needs a prompt")
     given: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for column, value in fields.items():
+        _check_nesting(column, value)
         name = FIELD_ALIASES.get(column, column)
+        if value is None and name in _FIELD_NAMES:
+            continue  # JSON null: not given, so the default applies (as for a Parquet null)
         if name not in _FIELD_NAMES:
             extra[column] = value
             continue
         if name in given:
             raise RequestError(name, value, f"is given twice (also as {column!r})")
         given[name] = _parse_text(name, value) if text_values else _coerce(name, value)
+        _check_nesting(column, given[name])  # a CSV cell's JSON, once parsed
     _check_text(given)
     metadata = _merge_metadata(given.get("metadata"), extra, config.unknown_columns,
                                config.metadata_columns)
@@ -114,6 +121,18 @@ def row_to_request(
                     for name in _IMAGE_REFS if getattr(request, name) is not None}
         request = dataclasses.replace(request, **resolved)
     return request
+
+
+def _check_nesting(name: str, value: Any) -> None:
+    """Reject a value nested deeper than MAX_NESTING, before anything recurses into it:
+    repr, json.dumps and the runner's pickling of the row would hit Python's recursion limit."""
+    level, depth = [value], 0
+    while containers := [v for v in level if isinstance(v, dict | list | tuple)]:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise RequestError(name, f"{depth}+ levels", f"is nested more than {MAX_NESTING} "
+                               "levels deep")
+        level = [v for c in containers for v in (c.values() if isinstance(c, dict) else c)]
 
 
 def _check_text(fields: Mapping[str, Any]) -> None:
@@ -160,6 +179,9 @@ def _parse_text(name: str, text: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise RequestError(name, text, f"must hold a JSON object: {e.msg}") from None
+        except (RecursionError, ValueError) as e:  # too deep; an integer of too many digits
+            raise RequestError(name, text[:40], "must hold a JSON object Python can read "
+                               f"({type(e).__name__}: {e})") from None
     return _coerce(name, text)
 
 
@@ -172,6 +194,8 @@ def _merge_metadata(
         unknown = sorted(set(extra) - set(metadata_columns))
         if unknown and policy == "reject":
             name = unknown[0]
+            if not name.strip():  # else the reject would name the field ""
+                raise RequestError("column", name, "has an empty name; give it one or drop it")
             hint = did_you_mean(name, (*_FIELD_NAMES, *FIELD_ALIASES))
             raise RequestError(
                 name, extra[name], f"is not a known field{hint} (known: "
