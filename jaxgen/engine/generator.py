@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids, start_step
+from jaxgen.engine.memory import attention_score_bytes, device_memory_bytes
 from jaxgen.engine.sampling import SamplingProgram
 from jaxgen.engine.sharding import (
     batch_sharding,
@@ -135,6 +136,7 @@ class Generator:
         params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), model.params)
         self.params = jax.device_put(params, self._param_shardings)
         self._programs: dict[SamplingSpec, Any] = {}
+        self._device_bytes = device_memory_bytes(self.mesh.devices.flat[0])
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, variant: str | None = None,
@@ -178,7 +180,24 @@ class Generator:
             warn_if_far_from_native(request.height, request.width, native)
             validate_request(request, size_multiple=self.model.size_multiple)
         self._check_mode(request)
+        if not unsized:
+            self._check_memory(request)
         return request
+
+    def _check_memory(self, request: GenerationRequest) -> None:
+        """Reject a size whose attention scores alone exceed a device (see engine.memory)."""
+        if self.attention == "cudnn" or self._device_bytes is None:
+            return
+        f = self.model.latent_factor
+        items = self.micro_batch or self.batch_size // self.mesh.shape["data"]
+        need = attention_score_bytes(self.model.unet, request.height // f, request.width // f,
+                                     items)
+        if need > self._device_bytes:
+            raise RequestError("height", request.height,
+                               f"{request.height}x{request.width} needs about "
+                               f"{need / 2**30:,.0f} GiB on each device for one attention "
+                               f"layer's scores, more than its {self._device_bytes / 2**30:,.0f} "
+                               "GiB: ask for a smaller size")
 
     def _check_mode(self, request: GenerationRequest) -> None:
         if self.model.unet.in_channels != self.model.vae.latent_channels and \
@@ -259,6 +278,7 @@ class Generator:
                 request = dataclasses.replace(request, height=height, width=width)
                 warn_if_far_from_native(height, width, self.model.native_size)
                 validate_request(request, size_multiple=self.model.size_multiple)
+                self._check_memory(request)
         try:
             cond, uncond = tokenize(self.model.tokenizer, [request.prompt,
                                                            request.negative_prompt])

@@ -1,6 +1,7 @@
-"""--micro-batch K: every device computes K items at a time whatever the batch or the mesh, so an
-image's bytes do not depend on either (docs/determinism.md: without it, 2 to 8 items per device
-change a few images by 1/255)."""
+"""What each device computes at once: --micro-batch K (K items at a time whatever the batch or
+the mesh, so an image's bytes depend on neither; docs/determinism.md: without it, 2 to 8 items
+per device change a few images by 1/255), and sizes whose estimated memory no device holds
+(rejected per request before compiling)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def test_a_batch_that_is_not_a_multiple_of_the_micro_batches_is_refused(tiny_sd1
     with pytest.raises(ValueError, match="micro_batch 2: batch_size 8 must be a multiple"):
         Generator(load_model(tiny_sd1_dir), mesh=make_mesh(devices=jax.devices()[:8]),
                   batch_size=8, micro_batch=2, compilation_cache=False)
+
+
+def test_a_size_no_device_can_hold_is_the_requests_reject_before_compiling(tiny_sd1_dir):
+    """The estimate (engine.memory): one attention layer's scores at 4096x4096 are terabytes."""
+    gen = Generator(load_model(tiny_sd1_dir), mesh=make_mesh(devices=jax.devices()[:8]),
+                    dtype="float32", compilation_cache=False)
+    huge = GenerationRequest("a red circle", seed=1, steps=1, height=4096, width=4096)
+    small = GenerationRequest("a red circle", seed=2, steps=1, height=16, width=16)
+    rejected = []
+    images = list(gen.generate([huge, small],
+                               on_reject=lambda i, r, e: rejected.append((i, e.field, str(e)))))
+    assert [r.request.seed for r in images] == [2] and gen.compiled_programs == 1
+    [(position, field, reason)] = rejected
+    assert position == 0 and field == "height" and "4096x4096 needs about" in reason
