@@ -187,10 +187,17 @@ def run(generator: Generator, strengths: list[float], inpaint_strengths: list[fl
                        for k, (case, image) in enumerate(zip(cases, images, strict=True))]
             cells.append({"mode": mode, "strength": strength, "seconds": round(seconds, 1),
                           "summary": summarise(cases, results),
-                          "cases": [{"seed": c.seed, "edit": c.edit, "prompt": c.prompt, **r}
-                                    for c, r in zip(cases, results, strict=True)]})
+                          "cases": [{"seed": c.seed, "edit": c.edit, "prompt": c.prompt, **r,
+                                     "found": describe(analyse(image))}
+                                    for c, r, image in zip(cases, results, images, strict=True)]})
             print(table_row(cells[-1]), flush=True)
     return {"settings": settings, "n": n, "cells": cells, "vae_pixels_kept": ceiling}
+
+
+def describe(scene: Scene) -> str:
+    """What the analyser read, in one line: "pink: large green circle at bottom right; ..."."""
+    objects = "; ".join(f"{o.size} {o.colour} {o.shape} at {o.position}" for o in scene.objects)
+    return f"{scene.background}: {objects or 'no object'}"
 
 
 def summarise(cases: list[EditCase], results: list[dict]) -> dict[str, float | int]:
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
         report = run(generator, args.strengths, args.inpaint_strengths, args.n, Path(tmp),
                      guidance=args.guidance, steps=args.steps, sampler=args.sampler)
     report |= {
-        "model": str(model), "model_hash": generator.model_hash,
+        "model": args.model or "the packaged default model", "model_hash": generator.model_hash,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{cpu_name()}, {jax.device_count()} XLA {jax.default_backend()} devices",
         "batch_size": args.batch_size, "total_seconds": round(time.perf_counter() - start, 1),
