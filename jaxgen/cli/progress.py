@@ -109,7 +109,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     else:
         lines["rows"] = f"{c['rows_read']} read, {c['rows_generated']} generated, " \
                         f"{c['rows_rejected']} rejected"
-        made = summary.get("metrics", {}).get("images_generated", 0)
+        # From the shard stats this run wrote, not Beam's metrics: a runner without metrics
+        # (Beam's DaskRunner) still counts.
+        made = summary.get("this_run", {}).get("images", 0)
         lines["images"] = f"{c['images']} ({made} made by this run)"
         wall = summary.get("wall_s")
         if wall is not None:

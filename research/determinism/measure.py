@@ -6,8 +6,9 @@ devices), and compares each image with the one made at 1 device, batch 1. Prints
 object: per pair, the share of images with any differing byte, the share of differing
 pixel values, and the largest difference (of 255).
 
-`--micro-batch K` also runs, beside each plain run, the prototype of a batch-independent
-mode (microbatch.py): every device computes its items K at a time, whatever the global batch.
+`--micro-batch K` also runs, beside each plain run, the batch-independent mode
+(`Generator(micro_batch=K)`; microbatch.py was its prototype): every device computes its items
+K at a time, whatever the global batch.
 "identical_groups" lists the runs whose images are byte-identical to each other.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \
@@ -57,11 +58,8 @@ def requests(n: int, size: int, steps: int, guidance: float,
 def images(model, reqs, devices: int, batch: int, micro_batch: int | None) -> tuple[np.ndarray,
                                                                                     float]:
     mesh = make_mesh(devices=jax.devices()[:devices])
-    gen = Generator(model, mesh=mesh, batch_size=batch, compilation_cache=False)
-    if micro_batch:
-        from research.determinism.microbatch import use_micro_batches
-
-        use_micro_batches(gen, micro_batch)
+    gen = Generator(model, mesh=mesh, batch_size=batch, compilation_cache=False,
+                    micro_batch=micro_batch)
     list(gen.generate(reqs[:batch]))  # compile outside the clock
     t0 = time.perf_counter()
     out = np.stack([r.image for r in gen.generate(reqs)])
