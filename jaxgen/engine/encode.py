@@ -17,3 +17,9 @@ def encode_prompts(text: CLIPTextModel, params: Any, cond_ids: jax.Array,
     tokens = jnp.concatenate([uncond_ids, cond_ids], axis=0)
     context, _ = text.apply({"params": params}, tokens)
     return context
+
+
+def encode_prompt(text: CLIPTextModel, params: Any, ids: jax.Array) -> jax.Array:
+    """Context [B, T, D] of one branch: what an unguided program (guidance 1) attends to."""
+    context, _ = text.apply({"params": params}, ids)
+    return context

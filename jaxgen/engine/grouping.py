@@ -27,7 +27,11 @@ class SamplingSpec:
     # text-to-image, image-to-image or inpainting: which inputs the program takes (strength
     # is not here: a start step per item is an input, so it never recompiles).
     mode: str = "text-to-image"
+    # Classifier-free guidance runs the UNet on a doubled batch; at scale 1 it reduces to the
+    # conditional prediction alone, one pass: a program of half the UNet work.
+    guided: bool = True
 
     @classmethod
     def of(cls, request: GenerationRequest) -> SamplingSpec:
-        return cls(request.height, request.width, request.steps, request.sampler, request.mode)
+        return cls(request.height, request.width, request.steps, request.sampler, request.mode,
+                   request.guidance != 1)

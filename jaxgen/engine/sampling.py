@@ -34,7 +34,7 @@ from jaxgen.engine.denoise import (
     item_keys,
     noised_to_step,
 )
-from jaxgen.engine.encode import encode_prompts
+from jaxgen.engine.encode import encode_prompt, encode_prompts
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs
 from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
@@ -56,6 +56,7 @@ class SamplingProgram:
     attention: str | None = None  # see jaxgen.models.layers.attention_implementation
     # The UNet takes the latents, the mask and the masked image's latents (SD-inpainting).
     inpainting_unet: bool = False
+    guided: bool = True  # False: guidance 1 for every item, one UNet pass per step (no CFG)
 
     @classmethod
     def build(cls, model: DiffusionModel, spec: SamplingSpec, dtype: Any = jnp.float32,
@@ -68,7 +69,7 @@ class SamplingProgram:
         shape = (spec.height // f, spec.width // f, model.vae.latent_channels)
         inpainting_unet = model.unet.in_channels == 2 * model.vae.latent_channels + 1
         return cls(unet, vae, text, sampler, shape, model.vae.scaling_factor, attention,
-                   inpainting_unet)
+                   inpainting_unet, spec.guided)
 
     def __call__(self, params: Any, inputs: ItemInputs) -> jax.Array:
         return self.run(params, inputs)[0]
@@ -93,8 +94,7 @@ class SamplingProgram:
             raise ValueError("an inpainting UNet or an image_mask needs an init_image")
         with attention_implementation(self.attention):
             keys = item_keys(inputs.noise_ids)
-            context = encode_prompts(self.text, params["text_encoder"], inputs.cond_ids,
-                                     inputs.uncond_ids)
+            context = self._context(params, inputs)
             noise = inputs.noise
             if noise is None:
                 noise = draw_noise(keys, 0, self.latent_shape)
@@ -105,7 +105,7 @@ class SamplingProgram:
                     raise ValueError("a latent mask needs known_latents to keep outside it")
                 keep = LatentMask(inputs.mask, inputs.known_latents, noise)
             predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
-                                        inputs.guidance)
+                                        inputs.guidance if self.guided else None)
             latents, hook_carry = denoise(
                 self.sampler, predict, latents,
                 step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape), keep=keep,
@@ -121,8 +121,7 @@ class SamplingProgram:
             raise ValueError("an inpainting UNet needs an image_mask")
         with attention_implementation(self.attention):
             keys = item_keys(inputs.noise_ids)
-            context = encode_prompts(self.text, params["text_encoder"], inputs.cond_ids,
-                                     inputs.uncond_ids)
+            context = self._context(params, inputs)
             noise = inputs.noise
             if noise is None:
                 noise = draw_noise(keys, 0, self.latent_shape)
@@ -146,13 +145,20 @@ class SamplingProgram:
                 else:
                     keep = LatentMask(mask, known, noise)
             predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
-                                        inputs.guidance, extra)
+                                        inputs.guidance if self.guided else None, extra)
             latents, hook_carry = denoise(
                 self.sampler, predict, latents,
                 step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape),
                 start_step=start, keep=keep, hook=hook, hook_carry=hook_carry)
             images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
             return images, hook_carry, all_finite(latents)
+
+    def _context(self, params: Any, inputs: ItemInputs) -> jax.Array:
+        """Both branches' text context for guidance, or the conditional one alone."""
+        if not self.guided:
+            return encode_prompt(self.text, params["text_encoder"], inputs.cond_ids)
+        return encode_prompts(self.text, params["text_encoder"], inputs.cond_ids,
+                              inputs.uncond_ids)
 
     def _encode(self, params: Any, pixels: jax.Array, keys: jax.Array, index: int) -> jax.Array:
         """Scaled latents [B, h, w, c]: a sample of the VAE's latent distribution of `pixels`
