@@ -1,4 +1,4 @@
-"""`jaxgen` command line: generate, info, preview, train, eval, report.
+"""`jaxgen` command line: generate, info, preview, train, eval, report, compare.
 
 Each command lives in its own module here: `add_parser` builds its flags, `run` executes it.
 """
@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from jaxgen.cli import evaluate, generate, info, report, train
+from jaxgen.cli import compare, evaluate, generate, info, report, train
 from jaxgen.cli.progress import EXIT_INTERRUPTED, EXIT_USAGE
 from jaxgen.logs import set_up_console
 from jaxgen.requests import ConfigError
@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     allow_abbrev=False))
     evaluate.add_parser(sub.add_parser("eval", help="ShapesEval + FD of a model: JSON report, "
                                        "contact sheet", allow_abbrev=False))
+    compare.add_parser(sub.add_parser("compare", help="each manifest row through jaxgen and "
+                                      "diffusers: pixel differences", allow_abbrev=False))
     report.add_parser(sub.add_parser("report", help="rebuild OUT/report.html: counts, rejects, "
                                      "a gallery", allow_abbrev=False))
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -48,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_all_cpu_cores()
     commands = {"generate": generate.run, "info": info.run_info, "preview": info.run_preview,
-                "train": train.run, "eval": evaluate.run, "report": report.run}
+                "train": train.run, "eval": evaluate.run, "report": report.run,
+                "compare": compare.run}
     interrupted = threading.Event()
     previous = _on_ctrl_c(interrupted)
     try:
