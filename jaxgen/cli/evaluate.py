@@ -22,7 +22,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help=f"how many held-out prompts to score (default: {EVAL_PROMPTS})")
     p.add_argument("--guidance", type=float, default=RECOMMENDED["guidance"])
     p.add_argument("--steps", type=int, default=RECOMMENDED["steps"])
-    p.add_argument("--sampler", default=RECOMMENDED["sampler"], help="jaxgen engine only")
+    p.add_argument("--sampler", default=RECOMMENDED["sampler"],
+                   help="the sampler (for --engine diffusers, the matching diffusers scheduler)")
     p.add_argument("--engine", default="jaxgen", help="jaxgen | diffusers (needs torch)")
     p.add_argument("--no-fd", action="store_false", dest="compute_fd", help="skip the FD")
     p.add_argument("--recall", type=int, default=None, metavar="N",

@@ -158,28 +158,19 @@ def _jaxgen_noise(pipe: Any, noise: Any, eps: list[Any]) -> Iterator[None]:
 
 
 def diffusers_generator(model_dir: str | Path, *, guidance: float = RECOMMENDED["guidance"],
-                        steps: int = RECOMMENDED["steps"], batch_size: int = 32) -> Generate:
-    """ShapesEval's Generate through diffusers' StableDiffusionPipeline with the directory's
-    own scheduler (DPM-Solver++ 2M for the default model), from jaxgen's initial noise."""
-    torch, diffusers = _import_diffusers()
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-        str(model_dir), safety_checker=None, requires_safety_checker=False, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    side = pipe.unet.config.sample_size  # the model's native latent size, as diffusers samples
-    shape = (side, side, pipe.vae.config.latent_channels)
+                        steps: int = RECOMMENDED["steps"],
+                        sampler: str = RECOMMENDED["sampler"]) -> Generate:
+    """ShapesEval's Generate through the peer (`DiffusersPeer`, the code `jaxgen compare` runs):
+    diffusers' StableDiffusionPipeline with the scheduler of `sampler`, at the model's native
+    size, each prompt's image from jaxgen's initial noise for its seed."""
+    peer = DiffusersPeer(model_dir)
+    side = peer.components["unet"].config.sample_size * peer.vae_factor
 
     def generate(prompts: list[str], seeds: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(prompts), batch_size):
-            chunk = seeds[i:i + batch_size]
-            gens = [torch.Generator().manual_seed(int(s)) for s in chunk]
-            noise = initial_noise(noise_ids(chunk, np.zeros(len(chunk), np.int64)), shape)
-            latents = torch.from_numpy(noise.transpose(0, 3, 1, 2).copy())  # NHWC -> NCHW
-            with torch.inference_mode():
-                images = pipe(prompts[i:i + batch_size], num_inference_steps=steps,
-                              guidance_scale=guidance, generator=gens, latents=latents,
-                              output_type="np").images
-            out.append(np.round(np.clip(images, 0, 1) * 255).astype(np.uint8))
-        return np.concatenate(out)
+        return np.concatenate([
+            peer.images(GenerationRequest(prompt, seed=int(seed), guidance=guidance,
+                                          steps=steps, height=side, width=side,
+                                          sampler=sampler))
+            for prompt, seed in zip(prompts, seeds, strict=True)])
 
     return generate

@@ -4,7 +4,8 @@ The prompts are a held-out set (scored in full), or the user's own from a file (
 the caption parser reads them; see read_prompts).
 
 The same prompts, seeds and analyser score either engine: jaxgen's own sampler, or diffusers'
-StableDiffusionPipeline on the same directory (the peer check; needs the `test` extra's torch).
+StableDiffusionPipeline on the same directory with the matching scheduler, through the peer
+`jaxgen compare` runs (jaxgen.eval.diffusers_peer; needs the `test` extra's torch).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class EvalSettings:
     num_prompts: int = EVAL_PROMPTS
     guidance: float = RECOMMENDED["guidance"]
     steps: int = RECOMMENDED["steps"]
-    sampler: str = RECOMMENDED["sampler"]  # jaxgen's name; diffusers uses the model's scheduler
+    sampler: str = RECOMMENDED["sampler"]  # jaxgen's name; the diffusers engine its scheduler
     engine: str = "jaxgen"
     compute_fd: bool = True  # the FD trains its feature classifier first
     batch_size: int = 32
@@ -161,7 +162,7 @@ def summary(report: dict) -> str:
     if "accuracy" not in report:  # a dataset's report: recall (with precision) only
         return recall_summary(report["recall"])
     acc = report["accuracy"]
-    engine = report["engine"] + (f" {report['sampler']}" if report["engine"] == "jaxgen" else "")
+    engine = f"{report['engine']} {report['sampler']}"
     lines = [f"{engine}, {report['steps']} steps, guidance {report['guidance']}: "
              + ", ".join(f"{g} joint {acc[g]['joint']:.3f} (n={report['counts'][g]})"
                          for g in ("all", "single", "two") if "joint" in acc.get(g, {}))
@@ -181,7 +182,7 @@ def _generator(model_dir: Path, settings: EvalSettings) -> Generate:
         from jaxgen.eval.diffusers_peer import diffusers_generator
 
         return diffusers_generator(model_dir, guidance=settings.guidance, steps=settings.steps,
-                                   batch_size=settings.batch_size)
+                                   sampler=settings.sampler)
     from jaxgen.weights.model_dir import load_model
 
     return model_generator(load_model(model_dir), guidance=settings.guidance,
