@@ -57,7 +57,8 @@ class FakeGenerator:
         yield from self._run(batch)
 
     def _prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, ImageInputs | None]:
-        validate_request(request, size_multiple=self._spec.size_multiple)
+        validate_request(request, size_multiple=self._spec.size_multiple,
+                         prompt_required=not self._spec.takes_empty_prompt)
         assert request.seed is not None
         if request.init_image is None:
             return request, None
@@ -105,6 +106,10 @@ class FakeSpec:
     failing_prompt: str | None = None  # a batch holding this prompt fails, as on a device
     model_path: str | None = None  # a model directory, for its tokenizer (dry runs check it)
     dtype: str = "float32"  # recorded in the job record only: the fake draws uint8 images
+    takes_empty_prompt: bool = False  # as a model trained with caption dropout says it does
+
+    def empty_prompt(self) -> bool:
+        return self.takes_empty_prompt
 
     def job_record(self) -> dict[str, object]:
         return {"model_sha256": self.model_hash, "dtype": self.dtype}

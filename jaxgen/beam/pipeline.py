@@ -54,16 +54,21 @@ def pipeline_options(options: PipelineOptions | Sequence[str] | None = None) -> 
     return options
 
 
-def resolve_size_multiple(config: JobConfig, spec: Any) -> JobConfig:
-    """Fill config.size_multiple from the spec's size_multiple() when the job left it unset.
+def resolve_model_settings(config: JobConfig, spec: Any) -> JobConfig:
+    """Fill what the model decides about rows: config.size_multiple from the spec's
+    size_multiple() when the job left it unset, and config.empty_prompt from its
+    empty_prompt() (whether rows may leave the prompt out).
 
-    Rows whose height/width the model cannot make are then rejected at planning time
-    (with the row and a reason), not failed at generation time.
+    Rows whose height/width the model cannot make, or whose prompt it needs, are then
+    rejected at planning time (with the row and a reason), not failed at generation time.
     """
     multiple = getattr(spec, "size_multiple", None)
-    if config.size_multiple is not None or not callable(multiple):
-        return config
-    return dataclasses.replace(config, size_multiple=int(multiple()))
+    if config.size_multiple is None and callable(multiple):
+        config = dataclasses.replace(config, size_multiple=int(multiple()))
+    empty = getattr(spec, "empty_prompt", None)
+    if callable(empty) and empty():
+        config = dataclasses.replace(config, empty_prompt=True)
+    return config
 
 
 def model_record(spec: Any) -> dict[str, Any]:
@@ -95,7 +100,7 @@ def run_pipeline(
     started = time.perf_counter()
     if spec is None and not config.dry_run:
         raise ValueError("spec None: a generation run needs a GeneratorSpec (or set dry_run)")
-    config = resolve_size_multiple(config, spec)
+    config = resolve_model_settings(config, spec)
     options = pipeline_options(options)
     check_output_is_ours(config.output, force)
     with OutputLock(config.output, config.host_index):

@@ -81,6 +81,9 @@ class JobConfig:
     max_line_bytes: int = 1 << 20
     max_metadata_bytes: int = 64 << 10
     size_multiple: int | None = None  # None: the spec's size_multiple(), else 8
+    # Rows may leave the prompt out or empty: the model says it draws from its unconditional
+    # branch (jaxgen.json "empty_prompt"); filled from the spec's empty_prompt().
+    empty_prompt: bool = False
     resize: str = DEFAULT_RESIZE
     # Write images that fail their checks (jaxgen.dataset.flags), flagged in their records,
     # instead of rejecting their rows.

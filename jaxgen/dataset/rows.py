@@ -83,7 +83,10 @@ def row_to_request(
     source: the manifest file's path, which relative image paths resolve against.
     """
     if fields.get("prompt") is None:
-        raise RequestError("prompt", None, "is missing; every row needs a prompt")
+        if not config.empty_prompt:
+            raise RequestError("prompt", None, "is missing; every row needs a prompt (this "
+                               "model does not take an empty one)")
+        fields = {**fields, "prompt": ""}  # the model's unconditional branch
     given: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for column, value in fields.items():
@@ -115,7 +118,8 @@ def row_to_request(
     if merged.get("seed") is None and fallback_seed is not None:
         merged["seed"] = fallback_seed(merged.get("id"))
     request = GenerationRequest(**merged)
-    request = validate_request(request, size_multiple=config.required_multiple)
+    request = validate_request(request, size_multiple=config.required_multiple,
+                               prompt_required=not config.empty_prompt)
     if source is not None:
         resolved = {name: resolve_image_ref(getattr(request, name), source, field=name)
                     for name in _IMAGE_REFS if getattr(request, name) is not None}

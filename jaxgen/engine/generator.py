@@ -175,10 +175,12 @@ class Generator:
         if unsized:  # every other field now; the size once the image is read
             validate_request(dataclasses.replace(request, height=request.height or native,
                                                  width=request.width or native),
-                             size_multiple=self.model.size_multiple)
+                             size_multiple=self.model.size_multiple,
+                             prompt_required=not self.model.empty_prompt)
         else:
             warn_if_far_from_native(request.height, request.width, native)
-            validate_request(request, size_multiple=self.model.size_multiple)
+            validate_request(request, size_multiple=self.model.size_multiple,
+                             prompt_required=not self.model.empty_prompt)
         self._check_mode(request)
         if not unsized:
             self._check_memory(request)
@@ -277,7 +279,8 @@ class Generator:
                 height, width = inputs.image.shape[:2]
                 request = dataclasses.replace(request, height=height, width=width)
                 warn_if_far_from_native(height, width, self.model.native_size)
-                validate_request(request, size_multiple=self.model.size_multiple)
+                validate_request(request, size_multiple=self.model.size_multiple,
+                                 prompt_required=not self.model.empty_prompt)
                 self._check_memory(request)
         try:
             cond, uncond = tokenize(self.model.tokenizer, [request.prompt,

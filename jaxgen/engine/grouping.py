@@ -27,11 +27,13 @@ class SamplingSpec:
     # text-to-image, image-to-image or inpainting: which inputs the program takes (strength
     # is not here: a start step per item is an input, so it never recompiles).
     mode: str = "text-to-image"
-    # Classifier-free guidance runs the UNet on a doubled batch; at scale 1 it reduces to the
-    # conditional prediction alone, one pass: a program of half the UNet work.
+    # Classifier-free guidance runs the UNet on a doubled batch; at scale 1, or when both
+    # branches have the same text (an empty prompt: the unconditional branch), it reduces to
+    # the conditional prediction alone, one pass: a program of half the UNet work.
     guided: bool = True
 
     @classmethod
     def of(cls, request: GenerationRequest) -> SamplingSpec:
+        guided = request.guidance != 1 and request.prompt != request.negative_prompt
         return cls(request.height, request.width, request.steps, request.sampler, request.mode,
-                   request.guidance != 1)
+                   guided)

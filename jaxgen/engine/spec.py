@@ -72,6 +72,12 @@ class GeneratorSpec:
 
         return size_multiple(*self._configs())
 
+    def empty_prompt(self) -> bool:
+        """Whether the model takes an empty prompt (its jaxgen.json); no weights read."""
+        from jaxgen.weights.model_dir import takes_empty_prompt
+
+        return takes_empty_prompt(self.model_path)
+
     def native_size(self) -> int:
         from jaxgen.weights.model_dir import native_size
 

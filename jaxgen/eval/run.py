@@ -138,9 +138,11 @@ def evaluate_model(model_dir: str | Path, out_dir: str | Path,
     elif settings.compute_fd:
         report["fd"] = _fd(evaluation, images)
     if own is None and settings.recall_per_pattern:
-        # Until models record that they take an empty prompt, the empty prompt is left out.
+        # The empty prompt only for a model that says it takes one (its jaxgen.json).
+        from jaxgen.weights.model_dir import takes_empty_prompt
+
         report["recall"] = evaluate_recall(generate, settings.recall_per_pattern, out,
-                                           empty_prompt=False)
+                                           empty_prompt=takes_empty_prompt(model_dir))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -49,6 +49,9 @@ class DiffusionModel:
     tokenizer: Any  # transformers.CLIPTokenizer
     params: dict[str, Any]
     raw_configs: dict[str, dict[str, Any]]  # kept so an export is byte-for-byte faithful
+    # Trained with caption dropout, so an empty prompt (the unconditional branch) is a request
+    # it can draw: its jaxgen.json says "empty_prompt": true (see takes_empty_prompt).
+    empty_prompt: bool = False
 
     def modules(self, dtype: Any = jnp.float32):
         return (UNet2DConditionModel(self.unet, dtype), AutoencoderKL(self.vae, dtype),
@@ -130,6 +133,24 @@ def recommended_settings(name_or_path: str | Path) -> dict[str, Any]:
     return dict(recommended)
 
 
+def takes_empty_prompt(name_or_path: str | Path) -> bool:
+    """Whether the model says (jaxgen.json "empty_prompt": true) that it was trained with
+    caption dropout, so an empty prompt draws from its unconditional branch; False when it
+    does not say, or cannot be found."""
+    from jaxgen.requests import ConfigError
+
+    try:
+        file = resolve_model_path(name_or_path) / RECOMMENDED_FILE
+    except ModelDirError:
+        return False
+    if not file.is_file():
+        return False
+    value = _read_json(file).get("empty_prompt", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{file}: empty_prompt {value!r}: must be true or false")
+    return value
+
+
 def model_root(name_or_path: str | Path) -> Path:
     """The model's directory, checked to be a diffusers-format model (one message for all)."""
     root = resolve_model_path(name_or_path)
@@ -174,7 +195,8 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             f"encoder's max_position_embeddings {positions}")
     return DiffusionModel(
         name=model_name(root), hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
-        tokenizer=tokenizer, params=params, raw_configs=raw, **configs)
+        tokenizer=tokenizer, params=params, raw_configs=raw,
+        empty_prompt=takes_empty_prompt(root), **configs)
 
 
 def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig) -> dict[str, Any]:
