@@ -21,6 +21,7 @@ from jaxgen.beam.pipeline import run_pipeline
 from jaxgen.dataset.config import JobConfig
 from pipelines.generate_dataset import run
 from tests.fake_generator import FakeSpec
+from tests.test_runners import RUNNERS
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = [  # (row, what its record must say)
@@ -189,13 +190,6 @@ def test_parquet_output_has_the_image_columns(manifest: Path, tmp_path: Path) ->
     assert rows["img2img"]["strength"] == 0.5
 
 
-RUNNERS = {
-    "in_memory": ["--runner", "FnApiRunner", "--direct_running_mode", "in_memory"],
-    "multi_processing": ["--runner", "FnApiRunner", "--direct_running_mode",
-                         "multi_processing", "--direct_num_workers", "2"],
-    "portable": ["--runner", "PortableRunner", "--job_endpoint", "embed",
-                 "--environment_type", "LOOPBACK"],
-}
 
 
 def test_mixed_manifest_gives_the_same_shards_on_every_runner(

@@ -93,25 +93,15 @@ class SamplingProgram:
         if self.inpainting_unet or inputs.image_mask is not None:
             raise ValueError("an inpainting UNet or an image_mask needs an init_image")
         with attention_implementation(self.attention):
-            keys = item_keys(inputs.noise_ids)
-            context = self._context(params, inputs)
-            noise = inputs.noise
-            if noise is None:
-                noise = draw_noise(keys, 0, self.latent_shape)
-            latents = noise.astype(jnp.float32) * self.sampler.init_noise_sigma
+            keys, context, noise = self._start(params, inputs)
+            latents = noise * self.sampler.init_noise_sigma
             keep = None
             if inputs.mask is not None:
                 if inputs.known_latents is None:
                     raise ValueError("a latent mask needs known_latents to keep outside it")
                 keep = LatentMask(inputs.mask, inputs.known_latents, noise)
-            predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
-                                        inputs.guidance if self.guided else None)
-            latents, hook_carry = denoise(
-                self.sampler, predict, latents,
-                step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape), keep=keep,
-                hook=hook, hook_carry=hook_carry)
-            images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
-            return images, hook_carry, all_finite(latents)
+            return self._finish(params, inputs, keys, context, latents, 0, keep, None, hook,
+                                hook_carry)
 
     def _run_from_image(self, params: Any, inputs: ItemInputs, hook: StepHook | None,
                         hook_carry: Any) -> tuple[jax.Array, Any, jax.Array]:
@@ -120,12 +110,7 @@ class SamplingProgram:
         if self.inpainting_unet and inputs.image_mask is None:
             raise ValueError("an inpainting UNet needs an image_mask")
         with attention_implementation(self.attention):
-            keys = item_keys(inputs.noise_ids)
-            context = self._context(params, inputs)
-            noise = inputs.noise
-            if noise is None:
-                noise = draw_noise(keys, 0, self.latent_shape)
-            noise = noise.astype(jnp.float32)
+            keys, context, noise = self._start(params, inputs)
             start = inputs.start_step.astype(jnp.int32)
             pixels = to_unit_range(inputs.init_image)
             known = self._encode(params, pixels, keys, ENCODE_NOISE)
@@ -144,14 +129,31 @@ class SamplingProgram:
                     extra = jnp.concatenate([mask, masked], axis=-1)
                 else:
                     keep = LatentMask(mask, known, noise)
-            predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
-                                        inputs.guidance if self.guided else None, extra)
-            latents, hook_carry = denoise(
-                self.sampler, predict, latents,
-                step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape),
-                start_step=start, keep=keep, hook=hook, hook_carry=hook_carry)
-            images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
-            return images, hook_carry, all_finite(latents)
+            return self._finish(params, inputs, keys, context, latents, start, keep, extra,
+                                hook, hook_carry)
+
+    def _start(self, params: Any, inputs: ItemInputs) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Every mode's beginning: the items' keys, the text context, the unit initial noise
+        (float32; drawn from the keys unless given)."""
+        keys = item_keys(inputs.noise_ids)
+        noise = inputs.noise
+        if noise is None:
+            noise = draw_noise(keys, 0, self.latent_shape)
+        return keys, self._context(params, inputs), noise.astype(jnp.float32)
+
+    def _finish(self, params: Any, inputs: ItemInputs, keys: jax.Array, context: jax.Array,
+                latents: jax.Array, start: int | jax.Array, keep: LatentMask | None,
+                extra: jax.Array | None, hook: StepHook | None,
+                hook_carry: Any) -> tuple[jax.Array, Any, jax.Array]:
+        """Every mode's end: the loop from `start`, the decode, and the finite flags."""
+        predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
+                                    inputs.guidance if self.guided else None, extra)
+        latents, hook_carry = denoise(
+            self.sampler, predict, latents,
+            step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape),
+            start_step=start, keep=keep, hook=hook, hook_carry=hook_carry)
+        images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
+        return images, hook_carry, all_finite(latents)
 
     def _context(self, params: Any, inputs: ItemInputs) -> jax.Array:
         """Both branches' text context for guidance, or the conditional one alone."""
