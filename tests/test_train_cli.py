@@ -197,8 +197,7 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
     seeds = np.array([7, 2**40 + 3])
     model = load_model(trained / "model")
     ours = model_generator(model, guidance=3.0, steps=3, batch_size=2)(prompts, seeds)
-    theirs = diffusers_generator(trained / "model", guidance=3.0, steps=3,
-                                 batch_size=2)(prompts, seeds)
+    theirs = diffusers_generator(trained / "model", guidance=3.0, steps=3)(prompts, seeds)
     diff = np.abs(ours.astype(np.int32) - theirs.astype(np.int32))
     assert diff.max() <= 2, f"jaxgen and diffusers differ by {diff.max()}/255"
     other = model_generator(model, guidance=3.0, steps=3, batch_size=2)(prompts, seeds + 1)
