@@ -25,12 +25,12 @@ def test_bench_train_reports_both_systems(tmp_path, capsys, tiny_sd2_dir):
     batch = 2
     bench_train.main(["--model", str(tiny_sd2_dir), "--batch", str(batch), "--steps", "1",
                       "--rounds", "2", "--distinct", "1", "--threads", "1",
-                      "--host-devices", "1", "2", "--precision", "float32", "bfloat16",
+                      "--host-devices", "1", "2", "--precision", "float32",
                       "--peak-repeats", "2", "--peak-side", "256", "--out", str(out)])
     report = json.loads(out.read_text())
-    assert set(report["systems"]) == {"train_jaxgen_1dev", "train_jaxgen_2dev", "train_diffusers",
-                                      "train_jaxgen_1dev_bf16", "train_jaxgen_2dev_bf16",
-                                      "train_diffusers_bf16"}
+    # (bfloat16 systems are the same code at another precision: tests/test_train.py checks
+    # bfloat16 training; one precision keeps this test's time down.)
+    assert set(report["systems"]) == {"train_jaxgen_1dev", "train_jaxgen_2dev", "train_diffusers"}
     for system in report["systems"].values():
         assert len(system["runs"]) == 2
         assert SUMMARY_KEYS <= set(system["summary"])
@@ -40,11 +40,6 @@ def test_bench_train_reports_both_systems(tmp_path, capsys, tiny_sd2_dir):
     one, two = (report["systems"][f"train_jaxgen_{n}dev"]["runs"] for n in (1, 2))
     for a, b in zip(one, two, strict=True):
         assert math.isclose(a["loss"], b["loss"], rel_tol=1e-4)
-    # bfloat16 compute is another computation on the same weights and batches: each system's
-    # first loss moves, but by no more than bfloat16's rounding can
-    for system in ("train_jaxgen_1dev", "train_diffusers"):
-        f32, bf16 = (report["systems"][system + tag]["prepare"]["loss"] for tag in ("", "_bf16"))
-        assert f32 != bf16 and math.isclose(f32, bf16, rel_tol=0.05)
     for precision in ("float32", "bfloat16"):
         assert report["peak_flops_per_s"][precision] > 0
         assert report["torch_matmul"][precision]["flops_per_s"] > 0
@@ -57,5 +52,4 @@ def test_bench_train_reports_both_systems(tmp_path, capsys, tiny_sd2_dir):
                                  shapes["text_len"])
     assert 2.5 < report["flops_per_step"] / forward < 5
     printed = capsys.readouterr().out
-    assert "| jaxgen, 2 XLA devices |" in printed and "| diffusers, torch 1 thread, bfloat16 |" \
-        in printed
+    assert "| jaxgen, 2 XLA devices |" in printed and "| diffusers, torch 1 thread |" in printed

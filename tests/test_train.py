@@ -183,6 +183,37 @@ def test_varied_wordings_state_the_same_scene_and_never_take_a_held_out_form():
         ShapesData(vary_wording=1.5)
 
 
+def test_under_specified_captions_leave_attributes_free_and_stay_true_of_their_scene():
+    from jaxgen.eval.recall import free_attributes
+    from jaxgen.shapes import score
+    from jaxgen.shapes.scene import canonical
+
+    data = dataclasses.replace(DATA, under_specified=0.5)
+    seeds = range(1200)
+    captions = [training_caption(data, s) for s in seeds]
+    assert captions == [training_caption(data, s) for s in seeds]  # a function of the seed
+    full = [training_caption(DATA, s) for s in seeds]
+    assert [c == "" for c in captions] == [c == "" for c in full]  # the same caption dropout
+    specs = [(parse_caption(c), s) for c, s in zip(captions, seeds, strict=True) if c]
+    # Every caption is still true of its scene: what it states is right.
+    assert all(score(spec, canonical(sample_scene(s)))["joint"] for spec, s in specs)
+    freed = [spec for spec, _ in specs if free_attributes(spec)]
+    # Half leave something out (1 in 32 of them draws no omission), beside the full captions
+    # whose template states no background.
+    base = np.mean([bool(free_attributes(parse_caption(c))) for c in full if c])
+    assert 0.42 < (len(freed) / len(specs) - base) / (1 - base) < 0.56
+    no_objects = sum(not spec.objects for spec, _ in specs) / len(specs)
+    assert 0.02 < no_objects < 0.09
+    assert {a for spec in freed for a in free_attributes(spec)} == {
+        "count", "relation", "shape", "colour", "size", "position", "background"}
+    # Leaving things out changes no other word: the full caption's scene words, less some.
+    kept = [s for spec, s in specs if spec.objects and not free_attributes(spec)]
+    assert len(kept) > 200
+    assert all(captions[s] == full[s] for s in kept)
+    with pytest.raises(ValueError, match=r"data under_specified=2: must be in \[0, 1\]"):
+        ShapesData(under_specified=2)
+
+
 def test_two_object_share_sets_each_batchs_mix_of_scenes():
     def pairs(data, step):
         return sum(len(sample_scene(int(s)).objects) == 2 for s in scene_seeds(data, step, 32))

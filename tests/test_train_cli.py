@@ -50,6 +50,10 @@ TINY = {
         "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
                   "warmup_steps": 1},
     },
+    "shapes_free.yaml": {
+        "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 1, "log_every": 1,
+                  "warmup_steps": 1},
+    },
 }
 
 
@@ -84,23 +88,25 @@ def trained(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
-def test_train_command_resumes_trains_all_six_stages_and_exports(trained):
+def test_train_command_resumes_trains_all_seven_stages_and_exports(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["vae"]["step"] == 2 and report["text"]["step"] == 2
     assert report["unet"]["step"] == 2
     # The shipped fine-tune config runs two passes, the second in its own folder.
-    for key in ("finetune", "finetune-2", "wording", "pairs"):
+    for key in ("finetune", "finetune-2", "wording", "pairs", "free"):
         assert report[key]["step"] == 2 and report[key]["finished"] is True
     assert report["vae"]["reconstruction_eval"]["counts"]["all"] == 4
     assert report["export"]["dir"] == str(trained / "model")
     assert (trained / "model/model_index.json").is_file()
+    # Trained with caption dropout: the export says it takes an empty prompt.
+    assert json.loads((trained / "model/jaxgen.json").read_text()) == {"empty_prompt": True}
     # float16 weight files by default (the shipped model's size budget); jaxgen loads float32
     unet_file = safetensors.numpy.load_file(
         trained / "model/unet/diffusion_pytorch_model.safetensors")
     assert {a.dtype for a in unet_file.values()} == {np.dtype(np.float16)}
     assert {a.dtype for a in jax.tree.leaves(load_model(trained / "model").params)} == {
         np.dtype(np.float32)}
-    for stage in ("text", "unet", "finetune", "finetune-2", "wording", "pairs"):
+    for stage in ("text", "unet", "finetune", "finetune-2", "wording", "pairs", "free"):
         metrics = (trained / stage / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in metrics][-1] == 2
 
@@ -131,7 +137,7 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
     assert main(_train(_tiny_recipe(tmp_path), tmp_path / "run",
                        f"export.dir={tmp_path / 'model'}")) == 0
     assert [(desc, first) for desc, first, _, _ in calls] == [  # each after the last's 2 steps
-        ("unet", 0), ("finetune", 2), ("finetune-2", 4), ("pairs", 8)]  # (and stage 4's)
+        ("unet", 0), ("finetune", 2), ("finetune-2", 4), ("pairs", 8), ("free", 10)]
 
     def same(a, b):
         return all(np.array_equal(x, y) for x, y in
@@ -143,17 +149,18 @@ def test_each_finetune_pass_trains_on_the_last_passs_ema_weights_and_new_batches
     assert not same(calls[2][3].params, calls[1][3].params)  # pass 2 trained on
 
     # Stage 4 trains stage 0's encoder through the last pass's UNet (EMA), on scenes after
-    # its; stage 5 trains that UNet on, reading stage 4's encoder (EMA); the export ships
-    # stage 5's UNet and stage 4's encoder.
+    # its; stages 5 and 6 train that UNet on, reading stage 4's encoder (EMA); the export
+    # ships stage 6's UNet and stage 4's encoder.
     (kwargs, result), = worded
     assert kwargs["first_batch"] == 6 and same(kwargs["unet_params"], calls[2][3].params["unet"])
     assert same(result.state.frozen["unet"], calls[2][3].params["unet"])
     assert not same(result.params["text_encoder"], kwargs["text_params"])
-    assert same(texts[3], result.params["text_encoder"])
-    assert same(calls[3][3].state.frozen["text_encoder"], result.params["text_encoder"])
+    for stage in (3, 4):
+        assert same(texts[stage], result.params["text_encoder"])
+        assert same(calls[stage][3].state.frozen["text_encoder"], result.params["text_encoder"])
     exported = load_model(tmp_path / "model").params
     f16 = lambda tree: jax.tree.map(lambda a: np.asarray(a, np.float16), tree)  # noqa: E731
-    assert same(f16(exported["unet"]), f16(calls[3][3].params["unet"]))
+    assert same(f16(exported["unet"]), f16(calls[4][3].params["unet"]))
     assert same(f16(exported["text_encoder"]), f16(result.params["text_encoder"]))
 
 
@@ -206,7 +213,8 @@ def test_diffusers_peer_starts_from_jaxgens_noise_and_draws_the_same_images(trai
 
 def test_vae_from_skips_stage_1_and_ships_that_models_vae(trained, tmp_path, capsys):
     recipe = _tiny_recipe(tmp_path)
-    alone = ["finetune.enabled=false", "wording.enabled=false", "pairs.enabled=false"]
+    alone = ["finetune.enabled=false", "wording.enabled=false", "pairs.enabled=false",
+             "free.enabled=false"]
     no_text = ["text.enabled=false", "unet.reads.text_encoder=null"]
     vae_from = f"vae.from={trained / 'model'}"
     args = _train(recipe, tmp_path / "run", *alone, *no_text)
@@ -256,6 +264,7 @@ def test_stages_from_a_model_dir_train_only_the_rest_on_its_weights(trained, tmp
     monkeypatch.setattr(stages, "run_unet_stage", spy)
     model = trained / "model"
     sets = [f"{name}.from={model}" for name in ("vae", "text", "unet", "finetune", "wording")]
+    sets.append("free.enabled=false")
     assert main(_train(_tiny_recipe(tmp_path), tmp_path / "run", *sets)) == 0
     report = json.loads((tmp_path / "run/report.json").read_text())
     assert [k for k in report if report[k] == {"from": str(model)}] == [
@@ -340,5 +349,6 @@ def test_train_help_shows_the_recipe_and_its_defaults(capsys):
     assert "--recipe NAME_OR_PATH" in out and "(default: shapes)" in out
     assert "(default: runs/shapes-default)" in out and "unet.train.steps=6500" in out
     stages = [line.split()[0] for line in out.split("stages in run order:\n")[1].splitlines()]
-    assert stages == ["vae", "text", "unet", "finetune", "wording", "pairs", "export", "eval"]
+    assert stages == ["vae", "text", "unet", "finetune", "wording", "pairs", "free", "export",
+                      "eval"]
     assert "shapes_unet.yaml" in out and "steps 9000" in out and "dtype=float16" in out

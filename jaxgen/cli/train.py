@@ -12,7 +12,7 @@ EPILOG = """\
   unet.train.steps=6500       any key of a stage's config (train, data, timesteps, ...);
                               train.steps alone also caps warmup_steps at a tenth of it
   finetune.passes=3           the fine-tune's passes
-  pairs.enabled=false         skip a stage (an error while a later stage reads it)
+  free.enabled=false          skip a stage (an error while a later stage reads it)
   wording.reads.unet=unet     where a stage's input comes from
   vae.from=MODEL_DIR          a model directory's weights instead of training the stage
   unet.config=FILE            another stage config

@@ -30,6 +30,9 @@ class ShapesData:
     # Share of each batch drawn from two-object scenes (stage 5); None: as the seeds fall,
     # about half.
     two_object_share: float | None = None
+    # Share of captions that leave attributes out (under_specified_omissions), so the model
+    # learns to sample what a prompt leaves free; the empty caption comes from caption_dropout.
+    under_specified: float = 0.0
     holdout_single: tuple[int, ...] = (4,)
     holdout_pair: tuple[int, ...] = (2,)
     seed: int = 0
@@ -39,6 +42,8 @@ class ShapesData:
             raise ValueError(f"data caption_dropout={self.caption_dropout!r}: must be in [0, 1)")
         if not 0 <= self.vary_wording <= 1:
             raise ValueError(f"data vary_wording={self.vary_wording!r}: must be in [0, 1]")
+        if not 0 <= self.under_specified <= 1:
+            raise ValueError(f"data under_specified={self.under_specified!r}: must be in [0, 1]")
         share = self.two_object_share
         if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)
                                   or not 0 <= share <= 1):

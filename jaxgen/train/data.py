@@ -21,6 +21,9 @@ from jaxgen.train.wording import vary_wording
 from jaxgen.weights.tokenizer import tokenize, write_clip_tokenizer
 
 # Words the parser understands beyond the templates, so free-form prompts stay one token a word.
+# What an under-specified caption may leave out (a pair's positions follow from its relation).
+_FREE_SINGLE = ("shape", "colour", "size", "position", "background")
+_FREE_PAIR = ("shape", "colour", "size", "relation", "background")
 _EXTRA_WORDS = ("tiny", "upper", "lower", "centre", "middle", "under", "backdrop", "an", "and")
 
 
@@ -71,7 +74,9 @@ def training_caption(data: ShapesData, seed: int) -> str:
     if rng.random() < data.caption_dropout:
         return ""
     allowed = data.train_templates(len(scene.objects))
-    text = caption(scene, rng, template=allowed[int(rng.integers(len(allowed)))])
+    template = allowed[int(rng.integers(len(allowed)))]
+    omit = under_specified_omissions(data, seed, len(scene.objects))
+    text = caption(scene, rng, template=template, omit=omit)
     # Drawn only when asked for, so captions without it are the ones earlier runs trained on.
     if data.vary_wording and rng.random() < data.vary_wording:
         varied = vary_wording(text, rng)
@@ -79,6 +84,24 @@ def training_caption(data: ShapesData, seed: int) -> str:
         if not data.is_held_out_wording(varied):
             text = varied
     return text
+
+
+def under_specified_omissions(data: ShapesData, seed: int, num_objects: int) -> frozenset[str]:
+    """What the caption of training scene `seed` leaves out: nothing, or (with probability
+    `data.under_specified`) each attribute with even odds, and in one case in ten the objects
+    altogether ("a white background")."""
+    if not data.under_specified:
+        return frozenset()
+    # A stream of its own: leaving things out changes no wording draw (captions.caption), so an
+    # under-specified caption says what the same scene's full one says, less the omissions.
+    rng = np.random.default_rng([seed, data.seed, 0x6F6D6974])
+    if rng.random() >= data.under_specified:
+        return frozenset()
+    if rng.random() < 0.1:
+        return frozenset({"count"})
+    attributes = _FREE_SINGLE if num_objects == 1 else _FREE_PAIR
+    return frozenset(a for a, left_out in zip(attributes, rng.random(len(attributes)) < 0.5,
+                                              strict=True) if left_out)
 
 
 def images_batch(seeds: np.ndarray) -> np.ndarray:

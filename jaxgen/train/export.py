@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,12 @@ import numpy as np
 
 from jaxgen.models import CLIPTextConfig, UNetConfig, VAEConfig
 from jaxgen.schedulers import SchedulerConfig
-from jaxgen.weights.model_dir import DiffusionModel, load_model, save_model
+from jaxgen.weights.model_dir import (
+    RECOMMENDED_FILE,
+    DiffusionModel,
+    load_model,
+    save_model,
+)
 
 
 def shapes_scheduler_config(schedule: SchedulerConfig) -> dict[str, Any]:
@@ -28,7 +34,7 @@ def shapes_scheduler_config(schedule: SchedulerConfig) -> dict[str, Any]:
 def export_model(out_dir: str | Path, *, name: str, unet: UNetConfig, vae: VAEConfig,
                  text_encoder: CLIPTextConfig, schedule: SchedulerConfig, tokenizer: Any,
                  params: dict[str, Any], overwrite: bool = True,
-                 dtype: str = "float32") -> DiffusionModel:
+                 dtype: str = "float32", empty_prompt: bool = False) -> DiffusionModel:
     """Write `params` ({unet, vae, text_encoder}) as a model directory and load it back.
 
     The weight files hold `dtype` ("float16" halves the size; jaxgen loads them back into
@@ -47,4 +53,6 @@ def export_model(out_dir: str | Path, *, name: str, unet: UNetConfig, vae: VAECo
         params=jax.tree.map(lambda a: np.asarray(a).astype(dtype), params),
         raw_configs={})
     save_model(model, out)
+    if empty_prompt:
+        (out / RECOMMENDED_FILE).write_text(json.dumps({"empty_prompt": True}, indent=2) + "\n")
     return load_model(out)

@@ -61,6 +61,8 @@ KINDS = {
                          {"train": _TRAIN, "data": _DENOISER["data"]}),
     "pairs": StageKind("unet", {"vae": True, "unet": True, "text_encoder": True},
                        {"train": _TRAIN, "data": _DENOISER["data"]}),
+    "free": StageKind("unet", {"vae": True, "unet": True, "text_encoder": True},
+                      {"train": _TRAIN, "data": _DENOISER["data"]}),
 }
 
 

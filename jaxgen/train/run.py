@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Exit codes: 0 done, 3 a stage is unfinished (rerun the same command to continue).
 UNFINISHED = 3
-DENOISERS = ("unet", "finetune", "wording", "pairs")
+DENOISERS = ("unet", "finetune", "wording", "pairs", "free")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +68,10 @@ def train(recipe: Recipe, work_dir: str | Path, minutes: float | None = None) ->
             break
     last = next(s for s in reversed(enabled.values()) if s.name in outputs
                 and s.name in DENOISERS)
+    # Caption dropout in the last stage's data taught the unconditional branch an empty prompt.
+    empty_prompt = built[last.name].data.caption_dropout > 0
     return _export_and_eval(recipe, model, outputs[last.reads["vae"]], outputs[last.name],
-                            tokenizer, work, report)
+                            tokenizer, work, report, empty_prompt)
 
 
 def _plan(enabled: dict[str, Stage], work: Path, stages: Any) -> tuple[dict, dict, dict, Any]:
@@ -142,7 +144,7 @@ def _text(s: Stage, model: Any, cfg: Any, tokenizer: Any, work: Path, minutes: f
 def _denoiser(s: Stage, runs: list, starts: list[int], outputs: dict[str, Any],
               vae: tuple[VAEConfig, Any], tokenizer: Any, work: Path, minutes: float | None,
               report: dict, stages: Any) -> tuple[Weights, bool]:
-    """The unet, finetune (each pass), wording or pairs stage, on what it reads."""
+    """The unet, finetune (each pass), wording, pairs or free stage, on what it reads."""
     read_text = outputs.get(s.reads.get("text_encoder"))
     read_text = read_text.text_encoder if isinstance(read_text, Weights) else read_text
     source = outputs.get(s.reads.get("unet"))
@@ -182,7 +184,7 @@ def _denoiser(s: Stage, runs: list, starts: list[int], outputs: dict[str, Any],
 
 
 def _export_and_eval(recipe: Recipe, model: Any, vae: tuple[VAEConfig, Any], weights: Weights,
-                     tokenizer: Any, work: Path, report: dict) -> int:
+                     tokenizer: Any, work: Path, report: dict, empty_prompt: bool) -> int:
     from jaxgen.eval.run import EvalSettings, evaluate_model, summary
     from jaxgen.train.export import export_model
 
@@ -192,7 +194,8 @@ def _export_and_eval(recipe: Recipe, model: Any, vae: tuple[VAEConfig, Any], wei
     exported = export_model(
         export_dir, name=export_dir.name, unet=model.unet, vae=vae_config,
         text_encoder=model.text_encoder, schedule=model.schedule, tokenizer=tokenizer,
-        params=params, dtype=recipe.export.dtype)
+        params=params, dtype=recipe.export.dtype,
+        empty_prompt=empty_prompt)
     report["export"] = {"dir": str(export_dir), "hash": exported.hash}
     print(f"exported {export_dir} (hash {exported.hash})")
     if not recipe.eval.skip:
