@@ -22,6 +22,7 @@ from jaxgen.models import (
     VAEConfig,
 )
 from jaxgen.models.config import to_dict
+from jaxgen.models.unet import example_inputs
 from jaxgen.weights.convert import WeightsError, flax_to_torch, torch_to_flax
 
 COMPONENTS = ("unet", "vae", "text_encoder")
@@ -202,12 +203,9 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
 def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig) -> dict[str, Any]:
     """The parameter tree of each component as ShapeDtypeStructs (nothing allocated)."""
     key = jax.random.key(0)
-    side = 2 ** (len(unet.block_out_channels) - 1)
     vside = 2 ** (len(vae.block_out_channels) - 1)
     trees = {
-        "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key,
-                               jnp.zeros((1, side, side, unet.in_channels)), jnp.zeros((1,)),
-                               jnp.zeros((1, 1, unet.cross_attention_dim))),
+        "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key, *example_inputs(unet)),
         "vae": jax.eval_shape(AutoencoderKL(vae).init, key,
                               jnp.zeros((1, vside, vside, vae.in_channels))),
         "text_encoder": jax.eval_shape(CLIPTextModel(text).init, key,
