@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ def unet_config(in_channels: int = 4, time_ids: int = 6) -> dict:
     transformer depth and heads, linear projections, text_time added embedding."""
     return dict(
         sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(32, 64),
-        layers_per_block=2, norm_num_groups=8, cross_attention_dim=TEXT_1 + TEXT_2,
+        layers_per_block=1, norm_num_groups=8, cross_attention_dim=TEXT_1 + TEXT_2,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4),
@@ -58,10 +59,10 @@ def build(out_dir: Path, seed: int = 0, in_channels: int = 4) -> Path:
                pad_token_id=vocab["<|endoftext|>"])
     # SDXL's ViT-L encoder (quick_gelu) and its OpenCLIP bigG encoder (gelu, projected).
     text = CLIPTextModel(CLIPTextConfig(hidden_size=TEXT_1, intermediate_size=37,
-                                        num_hidden_layers=3, num_attention_heads=4,
+                                        num_hidden_layers=2, num_attention_heads=4,
                                         hidden_act="quick_gelu", **ids))
     text_2 = CLIPTextModelWithProjection(CLIPTextConfig(
-        hidden_size=TEXT_2, intermediate_size=41, num_hidden_layers=3, num_attention_heads=4,
+        hidden_size=TEXT_2, intermediate_size=41, num_hidden_layers=2, num_attention_heads=4,
         hidden_act="gelu", projection_dim=PROJECTION, **ids))
     for i, m in enumerate((unet, vae, text, text_2)):
         perturb(m, seed + i)
@@ -73,4 +74,9 @@ def build(out_dir: Path, seed: int = 0, in_channels: int = 4) -> Path:
                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
     path = Path(out_dir) / ("tiny-sdxl" if in_channels == 4 else "tiny-sdxl-inpainting")
     pipe.save_pretrained(path)
+    # SDXL base's scheduler file also carries DDIM's keys (off), which its other samplers read.
+    config_file = path / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config.update(clip_sample=False, set_alpha_to_one=False, sample_max_value=1.0)
+    config_file.write_text(json.dumps(config, indent=2))
     return path

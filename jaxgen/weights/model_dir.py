@@ -89,6 +89,12 @@ class DiffusionModel:
         return "sdxl" if self.text_encoder_2 is not None else "sd"
 
     @property
+    def vae_force_upcast(self) -> bool:
+        """The VAE config's force_upcast (diffusers' default True): decode in float32 when the
+        model runs in float16, as diffusers' SDXL pipelines do."""
+        return bool(self.raw_configs.get("vae", {}).get("force_upcast", True))
+
+    @property
     def components(self) -> tuple[str, ...]:
         return SDXL_COMPONENTS if self.family == "sdxl" else COMPONENTS
 
