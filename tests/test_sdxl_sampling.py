@@ -81,8 +81,8 @@ def test_an_item_without_negative_prompt_has_a_zero_negative_branch(model):
     encoded negative prompt for the one that does."""
     ids = jnp.ones((2, 77), jnp.int32)
     text, text_2 = model.modules()[2], model.text_encoder_2_module()
-    context, pooled = sdxl.encode_branch(text, text_2, model.params, ids, ids,
-                                         jnp.array([True, False]))
+    encode = jax.jit(lambda p, zero: sdxl.encode_branch(text, text_2, p, ids, ids, zero))
+    context, pooled = encode(model.params, jnp.array([True, False]))
     assert context.shape == (2, 77, model.unet.cross_attention_dim)
     assert not np.any(context[0]) and not np.any(pooled[0])
     assert np.all(np.any(context[1] != 0, axis=-1)) and np.any(pooled[1])
