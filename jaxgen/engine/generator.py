@@ -100,6 +100,16 @@ def warn_if_far_from_native(height: Any, width: Any, native: int) -> None:
                       "size", stacklevel=4)
 
 
+def _tokenized(tokenizer: Any, field: str, prompt: str,
+               negative_prompt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt ids, negative prompt ids); a tokenizer's own failure belongs to the row."""
+    try:
+        cond, uncond = tokenize(tokenizer, [prompt, negative_prompt])
+    except Exception as error:
+        raise RequestError(field, prompt, f"cannot be tokenized: {error}") from error
+    return cond, uncond
+
+
 class Generator:
     """Build once (loads and places the weights), call `generate` many times."""
 
@@ -289,18 +299,13 @@ class Generator:
                 validate_request(request, size_multiple=self.model.size_multiple,
                                  prompt_required=not self.model.empty_prompt)
                 self._check_memory(request)
-        try:
-            cond, uncond = tokenize(self.model.tokenizer, [request.prompt,
-                                                           request.negative_prompt])
-            ids_2 = None
-            if self.model.family == "sdxl":
-                prompt_2 = request.prompt if request.prompt_2 is None else request.prompt_2
-                cond_2, uncond_2 = tokenize(self.model.tokenizer_2, [prompt_2,
-                                                                     request.negative_prompt])
-                ids_2 = (cond_2, uncond_2)
-        except Exception as error:  # a tokenizer's own failure belongs to this row
-            raise RequestError("prompt", request.prompt, f"cannot be tokenized: {error}") \
-                from error
+        cond, uncond = _tokenized(self.model.tokenizer, "prompt", request.prompt,
+                                  request.negative_prompt)
+        ids_2 = None
+        if self.model.family == "sdxl":
+            field = "prompt" if request.prompt_2 is None else "prompt_2"
+            ids_2 = _tokenized(self.model.tokenizer_2, field, getattr(request, field),
+                               request.negative_prompt)
         return _Item(position, request, 0, inputs, cond, uncond, ids_2)
 
     def _dispatch(self, items: list[_Item]) -> list[tuple[list[_Item], Any]]:
