@@ -71,6 +71,8 @@ class GenerationRequest:
     init_image: str | None = None
     strength: float = 0.8  # how much of the init image's schedule is repainted, as diffusers
     mask_image: str | None = None  # white = repaint, as diffusers
+    # SDXL: the second text encoder's prompt; None: the prompt, as diffusers' prompt_2.
+    prompt_2: str | None = None
 
     @property
     def mode(self) -> str:
@@ -94,6 +96,10 @@ def validate_request(
         raise RequestError("prompt", r.prompt, "is empty; this model needs a prompt")
     if len(r.prompt) > MAX_PROMPT_CHARS:
         raise RequestError("prompt", r.prompt, f"is longer than {MAX_PROMPT_CHARS} characters")
+    if r.prompt_2 is not None and not isinstance(r.prompt_2, str):
+        raise RequestError("prompt_2", r.prompt_2, "must be a string")
+    if r.prompt_2 is not None and len(r.prompt_2) > MAX_PROMPT_CHARS:
+        raise RequestError("prompt_2", r.prompt_2, f"is longer than {MAX_PROMPT_CHARS} characters")
     if not isinstance(r.negative_prompt, str):
         raise RequestError("negative_prompt", r.negative_prompt, "must be a string")
     if len(r.negative_prompt) > MAX_PROMPT_CHARS:
@@ -187,6 +193,8 @@ REQUEST_FIELDS = (
                  defaultable=True),
     RequestField("mask_image", str, "inpainting: white = repaint (path or URI)",
                  defaultable=False),
+    RequestField("prompt_2", str, "SDXL: the second text encoder's prompt (default: prompt)",
+                 defaultable=False),
 )
 # Row fields whose default the job may set: prompt, seed and id always come from the row.
 DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
@@ -211,6 +219,8 @@ def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationReques
               f"{r.height}x{r.width}\x1f{r.sampler}"
         if r.init_image is not None:  # text-to-image keys stay as they were
             key += f"\x1f{r.init_image}\x1f{r.strength}\x1f{r.mask_image}"
+        if r.prompt_2 is not None:  # and so do those without a second prompt
+            key += f"\x1fprompt_2:{r.prompt_2}"
     else:
         key = f"row:{place}"
     digest = hashlib.blake2b(f"{job_seed}:{key}".encode(), digest_size=8).digest()

@@ -33,3 +33,11 @@ def tiny_inpainting_dir(tmp_path_factory):
     """An SD-inpainting-style model: the SD 1.x style with a 9-channel UNet."""
     return tiny_models.build(tmp_path_factory.mktemp("tiny_inpainting"), style="sd1",
                              in_channels=9)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory):
+    """An SDXL-style model: two text encoders, text_time UNet, Euler, VAE factor 0.13025."""
+    from tests import tiny_sdxl
+
+    return tiny_sdxl.build(tmp_path_factory.mktemp("tiny_sdxl"))

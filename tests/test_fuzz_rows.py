@@ -45,6 +45,7 @@ VALID = {  # a plausible value of each field, so that many rows get through to a
                                    "images", " "]),
     "mask_image": st.sampled_from(["images/mask.png", "images/ok.png", "images/notes.png"]),
     "strength": st.floats(0, 1.5),
+    "prompt_2": st.text(max_size=10),
 }
 assert set(VALID) == {f.name for f in REQUEST_FIELDS}
 NAMES = sorted(VALID) + sorted(FIELD_ALIASES)

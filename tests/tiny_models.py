@@ -19,7 +19,7 @@ _STYLES = {
 }
 
 
-def _perturb(module: torch.nn.Module, seed: int) -> None:
+def perturb(module: torch.nn.Module, seed: int) -> None:
     # Default inits leave norms at 1 and many biases at 0, which would hide a wrong mapping.
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -61,7 +61,7 @@ def build(out_dir: Path, style: str = "sd1", seed: int = 0, in_channels: int = 4
         hidden_act=s["act"], bos_token_id=vocab["<|startoftext|>"],
         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]))
     for i, m in enumerate((unet, vae, text)):
-        _perturb(m, seed + i)
+        perturb(m, seed + i)
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
         set_alpha_to_one=False, steps_offset=1, prediction_type=s["prediction"],

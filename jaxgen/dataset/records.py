@@ -71,6 +71,7 @@ class ImageRecord:
     mask_image_sha256: str | None = None
     strength: float | None = None
     resize: str | None = None
+    prompt_2: str | None = None  # SDXL's second prompt, when the row gives one
 
     @classmethod
     def build(
@@ -110,6 +111,7 @@ class ImageRecord:
             model_hash=model_hash,
             jaxgen_version=jaxgen_version(),
             metadata=dict(r.metadata or {}),
+            prompt_2=r.prompt_2,
             **image_fields,
         )
 
@@ -120,7 +122,7 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in IMAGE_INPUT_KEYS:
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2"):
             if record[name] is None:
                 del record[name]
         return record

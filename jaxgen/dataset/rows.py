@@ -56,7 +56,7 @@ MAX_ID_CHARS = 256
 MAX_NESTING = 64  # levels of lists/objects in one value: plenty for metadata, far from recursion
 _MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
 _IMAGE_REFS = ("init_image", "mask_image")
-_TEXT_FIELDS = ("prompt", "negative_prompt", "id", *_IMAGE_REFS)
+_TEXT_FIELDS = ("prompt", "negative_prompt", "prompt_2", "id", *_IMAGE_REFS)
 
 
 def normalize_id(value: Any) -> str | None:

@@ -72,15 +72,18 @@ def initial_noise(ids: np.ndarray, latent_shape: tuple[int, int, int],
 
 def guided_prediction(unet: UNet2DConditionModel, params: Any, sampler: Sampler,
                       context: jax.Array, guidance: jax.Array | None,
-                      extra_channels: jax.Array | None = None) -> Denoiser:
+                      extra_channels: jax.Array | None = None,
+                      added: dict[str, jax.Array] | None = None) -> Denoiser:
     """Classifier-free guidance: one UNet call on the doubled batch (unconditional half first,
     as encode_prompts orders the context), then uncond + g * (cond - uncond) per item. With
     `guidance` None (every item's scale is 1, which that formula reduces to cond), one call on
     the batch with the conditional `context` only: half the UNet work.
 
     `extra_channels` [B, h, w, k] are concatenated after the (scaled) latents on channels, as
-    diffusers feeds an inpainting UNet its mask and masked-image latents.
+    diffusers feeds an inpainting UNet its mask and masked-image latents. `added`: the UNet's
+    added conditions (SDXL's text_embeds and time_ids), batched as `context` is.
     """
+    added = added or {}
     g = None if guidance is None else guidance.astype(jnp.float32)[:, None, None, None]
 
     def predict(x: jax.Array, i: jax.Array) -> jax.Array:
@@ -89,9 +92,9 @@ def guided_prediction(unet: UNet2DConditionModel, params: Any, sampler: Sampler,
             x_in = jnp.concatenate([x_in, extra_channels.astype(x_in.dtype)], axis=-1)
         if g is None:
             return unet.apply({"params": params}, x_in, sampler.timesteps[i],
-                              context).astype(jnp.float32)
+                              context, **added).astype(jnp.float32)
         out = unet.apply({"params": params}, jnp.concatenate([x_in, x_in]),
-                         sampler.timesteps[i], context).astype(jnp.float32)
+                         sampler.timesteps[i], context, **added).astype(jnp.float32)
         uncond, cond = jnp.split(out, 2)
         return uncond + g * (cond - uncond)
 

@@ -28,6 +28,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
+from jaxgen.engine import sdxl
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs, noise_ids, start_step
 from jaxgen.engine.memory import attention_score_bytes, device_memory_bytes
@@ -86,6 +87,8 @@ class _Item:
     inputs: ImageInputs | None  # the init image and mask, as read and fitted
     cond_ids: np.ndarray
     uncond_ids: np.ndarray
+    # SDXL: (cond, uncond) token ids of the second tokenizer; None for SD 1.x/2.x.
+    ids_2: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def warn_if_far_from_native(height: Any, width: Any, native: int) -> None:
@@ -95,6 +98,16 @@ def warn_if_far_from_native(height: Any, width: Any, native: int) -> None:
         warnings.warn(f"{height}x{width} is far from this model's native {native}x{native}: "
                       "expect noise or broken images; leave height/width out to get the native "
                       "size", stacklevel=4)
+
+
+def _tokenized(tokenizer: Any, field: str, prompt: str,
+               negative_prompt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt ids, negative prompt ids); a tokenizer's own failure belongs to the row."""
+    try:
+        cond, uncond = tokenize(tokenizer, [prompt, negative_prompt])
+    except Exception as error:
+        raise RequestError(field, prompt, f"cannot be tokenized: {error}") from error
+    return cond, uncond
 
 
 class Generator:
@@ -202,6 +215,10 @@ class Generator:
                                "GiB: ask for a smaller size")
 
     def _check_mode(self, request: GenerationRequest) -> None:
+        if request.prompt_2 is not None and self.model.family != "sdxl":
+            raise RequestError("prompt_2", request.prompt_2,
+                               f"model {self.model_name!r} has one text encoder; prompt_2 is "
+                               "for SDXL models")
         if self.model.unet.in_channels != self.model.vae.latent_channels and \
                 request.mode != "inpainting":
             field = "init_image" if request.init_image is None else "mask_image"
@@ -282,18 +299,19 @@ class Generator:
                 validate_request(request, size_multiple=self.model.size_multiple,
                                  prompt_required=not self.model.empty_prompt)
                 self._check_memory(request)
-        try:
-            cond, uncond = tokenize(self.model.tokenizer, [request.prompt,
-                                                           request.negative_prompt])
-        except Exception as error:  # a tokenizer's own failure belongs to this row
-            raise RequestError("prompt", request.prompt, f"cannot be tokenized: {error}") \
-                from error
-        return _Item(position, request, 0, inputs, cond, uncond)
+        cond, uncond = _tokenized(self.model.tokenizer, "prompt", request.prompt,
+                                  request.negative_prompt)
+        ids_2 = None
+        if self.model.family == "sdxl":
+            field = "prompt" if request.prompt_2 is None else "prompt_2"
+            ids_2 = _tokenized(self.model.tokenizer_2, field, getattr(request, field),
+                               request.negative_prompt)
+        return _Item(position, request, 0, inputs, cond, uncond, ids_2)
 
     def _dispatch(self, items: list[_Item]) -> list[tuple[list[_Item], Any]]:
         groups: dict[SamplingSpec, list[_Item]] = {}
         for item in items:
-            groups.setdefault(SamplingSpec.of(item.request), []).append(item)
+            groups.setdefault(self._spec(item.request), []).append(item)
         launched = []
         for spec, group in groups.items():
             # A batch runs from its earliest start step: batch equal strengths together.
@@ -314,6 +332,8 @@ class Generator:
                                             np.int32)
         if spec.mode == "inpainting":
             fields["image_mask"] = np.stack([it.inputs.mask for it in padded])[..., None]
+        if self.model.family == "sdxl":
+            fields |= self._sdxl_fields(padded)
         inputs = ItemInputs(
             cond_ids=np.stack([it.cond_ids for it in padded]),
             uncond_ids=np.stack([it.uncond_ids for it in padded]),
@@ -321,6 +341,26 @@ class Generator:
                                 np.array([it.index for it in padded])),
             guidance=np.array([r.guidance for r in reqs], np.float32), **fields)
         return self._program(spec)(self.params, inputs)  # async: returns before it finishes
+
+    def _spec(self, request: GenerationRequest) -> SamplingSpec:
+        spec = SamplingSpec.of(request)
+        if not spec.guided and request.guidance != 1 and not request.negative_prompt and \
+                self.model.force_zeros_for_empty_prompt:
+            # An empty prompt's negative branch is zeros here, not the same text: guided.
+            spec = dataclasses.replace(spec, guided=True)
+        return spec
+
+    def _sdxl_fields(self, padded: list[_Item]) -> dict[str, np.ndarray]:
+        """The second tokenizer's ids, the micro-conditioning time ids (both branches the
+        same, as diffusers' defaults), and force_zeros_for_empty_prompt's negative zeros."""
+        time_ids = np.stack([sdxl.micro_conditioning(it.request.height, it.request.width)
+                             for it in padded])
+        zero = [self.model.force_zeros_for_empty_prompt and not it.request.negative_prompt
+                for it in padded]
+        return {"cond_ids_2": np.stack([it.ids_2[0] for it in padded]),
+                "uncond_ids_2": np.stack([it.ids_2[1] for it in padded]),
+                "time_ids": time_ids, "uncond_time_ids": time_ids,
+                "uncond_zero": np.array(zero, np.bool_)}
 
     def _program(self, spec: SamplingSpec):
         if spec not in self._programs:
@@ -337,8 +377,10 @@ class Generator:
     def compile(self, spec: SamplingSpec) -> jax.stages.Compiled:
         """Compile `spec`'s program ahead of any request (warm-up, cost analysis); a later
         `generate` with that shape reuses it."""
+        tokens_2 = None if self.model.tokenizer_2 is None else \
+            self.model.tokenizer_2.model_max_length
         inputs = ItemInputs.abstract(self.batch_size, self.model.tokenizer.model_max_length,
-                                     spec.mode, (spec.height, spec.width))
+                                     spec.mode, (spec.height, spec.width), tokens_2)
         return self._program(spec).lower(self.params, inputs).compile()
 
     @staticmethod

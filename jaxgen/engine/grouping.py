@@ -34,6 +34,8 @@ class SamplingSpec:
 
     @classmethod
     def of(cls, request: GenerationRequest) -> SamplingSpec:
-        guided = request.guidance != 1 and request.prompt != request.negative_prompt
+        same_text = request.prompt == request.negative_prompt and \
+            request.prompt_2 in (None, request.prompt)  # SDXL's second prompt too
+        guided = request.guidance != 1 and not same_text
         return cls(request.height, request.width, request.steps, request.sampler, request.mode,
                    guided)

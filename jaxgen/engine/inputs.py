@@ -39,12 +39,20 @@ class ItemInputs:
     start_step: jax.Array | None = None
     # float32 [B, H, W, 1] in [0, 1], 1 (white) = repaint: inpainting's mask as read.
     image_mask: jax.Array | None = None
+    # SDXL (jaxgen.engine.sdxl): int32 [B, T2] prompt_2's and the negative prompt's tokens
+    # for the second encoder; float32 [B, 6] time ids of each branch; bool [B] zeros for the
+    # negative branch (force_zeros_for_empty_prompt with no negative prompt).
+    cond_ids_2: jax.Array | None = None
+    uncond_ids_2: jax.Array | None = None
+    time_ids: jax.Array | None = None
+    uncond_time_ids: jax.Array | None = None
+    uncond_zero: jax.Array | None = None
 
     @classmethod
     def abstract(cls, batch_size: int, tokens: int, mode: str = "text-to-image",
-                 size: tuple[int, int] = (0, 0)) -> ItemInputs:
+                 size: tuple[int, int] = (0, 0), tokens_2: int | None = None) -> ItemInputs:
         """Shapes and dtypes of a batch of `mode` at `size` (H, W), to compile before any
-        request."""
+        request; `tokens_2`: an SDXL model's second tokenizer's length."""
         b, (h, w) = batch_size, size
         ids = jax.ShapeDtypeStruct((b, tokens), jnp.int32)
         fields = {}
@@ -53,6 +61,12 @@ class ItemInputs:
                       "start_step": jax.ShapeDtypeStruct((b,), jnp.int32)}
         if mode == "inpainting":
             fields["image_mask"] = jax.ShapeDtypeStruct((b, h, w, 1), jnp.float32)
+        if tokens_2 is not None:
+            ids_2 = jax.ShapeDtypeStruct((b, tokens_2), jnp.int32)
+            time_ids = jax.ShapeDtypeStruct((b, 6), jnp.float32)
+            fields |= {"cond_ids_2": ids_2, "uncond_ids_2": ids_2, "time_ids": time_ids,
+                       "uncond_time_ids": time_ids,
+                       "uncond_zero": jax.ShapeDtypeStruct((b,), jnp.bool_)}
         return cls(cond_ids=ids, uncond_ids=ids,
                    noise_ids=jax.ShapeDtypeStruct((b, 3), jnp.uint32),
                    guidance=jax.ShapeDtypeStruct((b,), jnp.float32), **fields)

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgen.engine import sdxl
 from jaxgen.engine.decode import decode_latents
 from jaxgen.engine.denoise import (
     ENCODE_NOISE,
@@ -37,10 +38,18 @@ from jaxgen.engine.denoise import (
 from jaxgen.engine.encode import encode_prompt, encode_prompts
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.engine.inputs import ItemInputs
-from jaxgen.models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
+from jaxgen.models import (
+    AutoencoderKL,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    UNet2DConditionModel,
+)
 from jaxgen.models.layers import attention_implementation
 from jaxgen.schedulers import Sampler, SchedulerConfig, make_sampler
 from jaxgen.weights.model_dir import DiffusionModel
+
+# (context, the UNet's added conditions or None): what the denoiser is conditioned on.
+Conditions = tuple[jax.Array, dict[str, jax.Array] | None]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, as jit needs
@@ -57,11 +66,17 @@ class SamplingProgram:
     # The UNet takes the latents, the mask and the masked image's latents (SD-inpainting).
     inpainting_unet: bool = False
     guided: bool = True  # False: guidance 1 for every item, one UNet pass per step (no CFG)
+    text_2: CLIPTextModelWithProjection | None = None  # SDXL's second encoder (engine.sdxl)
 
     @classmethod
     def build(cls, model: DiffusionModel, spec: SamplingSpec, dtype: Any = jnp.float32,
               attention: str | None = None) -> SamplingProgram:
         unet, vae, text = model.modules(dtype)
+        text_2 = None
+        if model.family == "sdxl":
+            text_2 = model.text_encoder_2_module(dtype)
+            if jnp.dtype(dtype) == jnp.float16 and model.vae_force_upcast:
+                vae = AutoencoderKL(model.vae, jnp.float32)  # SDXL's VAE overflows in float16
         sampler = make_sampler(spec.sampler, SchedulerConfig.from_dict(model.scheduler_config),
                                spec.steps)
         f = model.latent_factor
@@ -69,7 +84,7 @@ class SamplingProgram:
         shape = (spec.height // f, spec.width // f, model.vae.latent_channels)
         inpainting_unet = model.unet.in_channels == 2 * model.vae.latent_channels + 1
         return cls(unet, vae, text, sampler, shape, model.vae.scaling_factor, attention,
-                   inpainting_unet, spec.guided)
+                   inpainting_unet, spec.guided, text_2)
 
     def __call__(self, params: Any, inputs: ItemInputs) -> jax.Array:
         return self.run(params, inputs)[0]
@@ -93,14 +108,14 @@ class SamplingProgram:
         if self.inpainting_unet or inputs.image_mask is not None:
             raise ValueError("an inpainting UNet or an image_mask needs an init_image")
         with attention_implementation(self.attention):
-            keys, context, noise = self._start(params, inputs)
+            keys, conditions, noise = self._start(params, inputs)
             latents = noise * self.sampler.init_noise_sigma
             keep = None
             if inputs.mask is not None:
                 if inputs.known_latents is None:
                     raise ValueError("a latent mask needs known_latents to keep outside it")
                 keep = LatentMask(inputs.mask, inputs.known_latents, noise)
-            return self._finish(params, inputs, keys, context, latents, 0, keep, None, hook,
+            return self._finish(params, inputs, keys, conditions, latents, 0, keep, None, hook,
                                 hook_carry)
 
     def _run_from_image(self, params: Any, inputs: ItemInputs, hook: StepHook | None,
@@ -110,7 +125,7 @@ class SamplingProgram:
         if self.inpainting_unet and inputs.image_mask is None:
             raise ValueError("an inpainting UNet needs an image_mask")
         with attention_implementation(self.attention):
-            keys, context, noise = self._start(params, inputs)
+            keys, conditions, noise = self._start(params, inputs)
             start = inputs.start_step.astype(jnp.int32)
             pixels = to_unit_range(inputs.init_image)
             known = self._encode(params, pixels, keys, ENCODE_NOISE)
@@ -129,25 +144,26 @@ class SamplingProgram:
                     extra = jnp.concatenate([mask, masked], axis=-1)
                 else:
                     keep = LatentMask(mask, known, noise)
-            return self._finish(params, inputs, keys, context, latents, start, keep, extra,
+            return self._finish(params, inputs, keys, conditions, latents, start, keep, extra,
                                 hook, hook_carry)
 
-    def _start(self, params: Any, inputs: ItemInputs) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Every mode's beginning: the items' keys, the text context, the unit initial noise
+    def _start(self, params: Any, inputs: ItemInputs) -> tuple[jax.Array, Conditions, jax.Array]:
+        """Every mode's beginning: the items' keys, the text conditions, the unit initial noise
         (float32; drawn from the keys unless given)."""
         keys = item_keys(inputs.noise_ids)
         noise = inputs.noise
         if noise is None:
             noise = draw_noise(keys, 0, self.latent_shape)
-        return keys, self._context(params, inputs), noise.astype(jnp.float32)
+        return keys, self._conditions(params, inputs), noise.astype(jnp.float32)
 
-    def _finish(self, params: Any, inputs: ItemInputs, keys: jax.Array, context: jax.Array,
+    def _finish(self, params: Any, inputs: ItemInputs, keys: jax.Array, conditions: Conditions,
                 latents: jax.Array, start: int | jax.Array, keep: LatentMask | None,
                 extra: jax.Array | None, hook: StepHook | None,
                 hook_carry: Any) -> tuple[jax.Array, Any, jax.Array]:
         """Every mode's end: the loop from `start`, the decode, and the finite flags."""
+        context, added = conditions
         predict = guided_prediction(self.unet, params["unet"], self.sampler, context,
-                                    inputs.guidance if self.guided else None, extra)
+                                    inputs.guidance if self.guided else None, extra, added)
         latents, hook_carry = denoise(
             self.sampler, predict, latents,
             step_noise=lambda i: draw_noise(keys, i + 1, self.latent_shape),
@@ -155,12 +171,15 @@ class SamplingProgram:
         images = decode_latents(self.vae, params["vae"], latents, self.scaling_factor)
         return images, hook_carry, all_finite(latents)
 
-    def _context(self, params: Any, inputs: ItemInputs) -> jax.Array:
-        """Both branches' text context for guidance, or the conditional one alone."""
+    def _conditions(self, params: Any, inputs: ItemInputs) -> Conditions:
+        """Both branches' text conditions for guidance, or the conditional one alone: the
+        context, and the UNet's added conditions where the family has them (SDXL)."""
+        if self.text_2 is not None:
+            return sdxl.conditions(self.text, self.text_2, params, inputs, self.guided)
         if not self.guided:
-            return encode_prompt(self.text, params["text_encoder"], inputs.cond_ids)
+            return encode_prompt(self.text, params["text_encoder"], inputs.cond_ids), None
         return encode_prompts(self.text, params["text_encoder"], inputs.cond_ids,
-                              inputs.uncond_ids)
+                              inputs.uncond_ids), None
 
     def _encode(self, params: Any, pixels: jax.Array, keys: jax.Array, index: int) -> jax.Array:
         """Scaled latents [B, h, w, c]: a sample of the VAE's latent distribution of `pixels`

@@ -2,7 +2,8 @@
 
 `DiffusersPeer(model_dir).images(request, inputs)` runs one request through diffusers'
 pipeline for its mode (StableDiffusionPipeline, StableDiffusionImg2ImgPipeline or
-StableDiffusionInpaintPipeline) and the scheduler of its sampler; `jaxgen compare` and
+StableDiffusionInpaintPipeline; their StableDiffusionXL* versions for an SDXL model, its
+watermark off) and the scheduler of its sampler; `jaxgen compare` and
 `jaxgen eval --engine diffusers` call it. Each image starts from the initial noise jaxgen
 draws for it, and image-to-image and inpainting use jaxgen's unit noise for the VAE samples
 of the init (and masked) image, patched into the pipeline where it draws its own; everything
@@ -16,6 +17,7 @@ Imported only where a peer is asked for: torch and diffusers come with the `test
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from jaxgen.engine.inputs import noise_ids
 from jaxgen.eval.shapes_eval import Generate
 from jaxgen.images import ImageInputs
 from jaxgen.requests import GenerationRequest
+from jaxgen.weights.model_dir import SDXL_PIPELINES as SDXL_CLASSES
+from jaxgen.weights.model_dir import model_root
 
 # jaxgen's sampler names -> diffusers' scheduler class and the options that make it so.
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -45,6 +49,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 PIPELINES = {"text-to-image": "StableDiffusionPipeline",
              "image-to-image": "StableDiffusionImg2ImgPipeline",
              "inpainting": "StableDiffusionInpaintPipeline"}
+SDXL_PIPELINES = {mode: name.replace("StableDiffusion", "StableDiffusionXL")
+                  for mode, name in PIPELINES.items()}
 
 
 def _import_diffusers() -> tuple[Any, Any]:
@@ -63,9 +69,17 @@ class DiffusersPeer:
 
     def __init__(self, model_dir: str | Path):
         self.torch, self.diffusers = _import_diffusers()
-        base = self.diffusers.StableDiffusionPipeline.from_pretrained(
-            str(model_dir), safety_checker=None, requires_safety_checker=False,
-            dtype=self.torch.float32)
+        index = json.loads((model_root(model_dir) / "model_index.json").read_text())
+        self.sdxl = index.get("_class_name") in SDXL_CLASSES
+        self._force_zeros = index.get("force_zeros_for_empty_prompt", True)
+        if self.sdxl:
+            # An invisible watermark would alter the images jaxgen is compared with.
+            base = self.diffusers.StableDiffusionXLPipeline.from_pretrained(
+                str(model_dir), add_watermarker=False, dtype=self.torch.float32)
+        else:
+            base = self.diffusers.StableDiffusionPipeline.from_pretrained(
+                str(model_dir), safety_checker=None, requires_safety_checker=False,
+                dtype=self.torch.float32)
         self.components = base.components
         self.latent_channels = base.vae.config.latent_channels
         self.vae_factor = base.vae_scale_factor
@@ -77,8 +91,13 @@ class DiffusersPeer:
             name, options = SCHEDULERS[sampler]
             config = self.components["scheduler"].config
             scheduler = getattr(self.diffusers, name).from_config(config, **options)
-            pipe = getattr(self.diffusers, PIPELINES[mode])(
-                **{**self.components, "scheduler": scheduler})
+            names, extra = PIPELINES, {}
+            if self.sdxl:
+                names, extra = SDXL_PIPELINES, {
+                    "add_watermarker": False,
+                    "force_zeros_for_empty_prompt": self._force_zeros}
+            pipe = getattr(self.diffusers, names[mode])(
+                **{**self.components, "scheduler": scheduler}, **extra)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[(mode, sampler)] = pipe
         return self._pipes[(mode, sampler)]
@@ -106,6 +125,7 @@ class DiffusersPeer:
         noise = tensor(initial_noise(ids, shape))
         pipe = self.pipeline(r.mode, r.sampler)
         common = dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
+                      **({"prompt_2": r.prompt_2} if r.prompt_2 is not None else {}),
                       num_inference_steps=r.steps, guidance_scale=r.guidance,
                       generator=torch.Generator().manual_seed(int(r.seed)), output_type="np")
         with torch.inference_mode():

@@ -1,4 +1,5 @@
-"""The CLIP text transformer (transformers' CLIPTextModel), with its parameter names."""
+"""The CLIP text transformer (transformers' CLIPTextModel and, for SDXL's second encoder,
+CLIPTextModelWithProjection), with their parameter names."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ class CLIPTextConfig:
             raise ValueError(
                 f"{source}: hidden_act={cfg.hidden_act!r} is not one of {sorted(_ACTIVATIONS)}")
         return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPTextWithProjectionConfig(CLIPTextConfig):
+    projection_dim: int = 512
 
 
 class CLIPEncoderLayer(nn.Module):
@@ -90,13 +96,46 @@ class CLIPTextModel(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, input_ids: jax.Array, skip_last_layers: int = 0):
+    def __call__(self, input_ids: jax.Array, skip_last_layers: int = 0,
+                 hidden_layer: int | None = None):
+        """hidden_layer (SDXL's reading): return transformers' hidden_states[hidden_layer] as
+        it is (no final layer norm) and the pooled output of the whole model instead."""
         cfg, dt = self.config, self.dtype
+        if hidden_layer is not None:
+            return _hidden_and_pooled(cfg, dt, input_ids, hidden_layer)
         x = Embeddings(cfg, dt, name="embeddings")(input_ids)
         x = Encoder(cfg, dt, skip_last_layers, name="encoder")(x)
         x = layer_norm(cfg.layer_norm_eps, "final_layer_norm", dt)(x)
         pooled = x[jnp.arange(x.shape[0]), _eos_position(input_ids, cfg.eos_token_id)]
         return x, pooled
+
+
+class CLIPTextModelWithProjection(nn.Module):
+    """Returns (hidden_states[hidden_layer], text_embeds): the pooled output through
+    text_projection, as SDXL's second text encoder gives them. Parameters are
+    CLIPTextModel's plus text_projection (transformers' `text_model.` prefix dropped)."""
+
+    config: CLIPTextWithProjectionConfig
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids: jax.Array, hidden_layer: int = -2):
+        cfg, dt = self.config, self.dtype
+        hidden, pooled = _hidden_and_pooled(cfg, dt, input_ids, hidden_layer)
+        projected = nn.Dense(cfg.projection_dim, use_bias=False, dtype=dt,
+                             name="text_projection")(pooled)
+        return hidden, projected
+
+
+def _hidden_and_pooled(cfg: CLIPTextConfig, dt: Dtype, input_ids: jax.Array,
+                       hidden_layer: int) -> tuple[jax.Array, jax.Array]:
+    """Declared in the CALLING compact module (its param scope): hidden_states[hidden_layer]
+    (index 0 is the embeddings' output) and the final-layer-normed pooled output."""
+    states = Encoder(cfg, dt, name="encoder")(Embeddings(cfg, dt, name="embeddings")(input_ids),
+                                              all_states=True)
+    x = layer_norm(cfg.layer_norm_eps, "final_layer_norm", dt)(states[-1])
+    pooled = x[jnp.arange(x.shape[0]), _eos_position(input_ids, cfg.eos_token_id)]
+    return states[hidden_layer], pooled
 
 
 class Embeddings(nn.Module):
@@ -119,13 +158,16 @@ class Encoder(nn.Module):
     skip_last_layers: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, all_states: bool = False):
+        """all_states: every hidden state (the input, then each layer's output) as a tuple."""
         # Layers past the skip are still declared so the checkpoint's weights all have a home.
         keep = self.config.num_hidden_layers - self.skip_last_layers
+        states = [x]
         for i in range(self.config.num_hidden_layers):
             y = CLIPEncoderLayer(self.config, self.dtype, name=f"layers_{i}")(x)
             x = y if i < keep else x  # XLA drops the unused layers' work
-        return x
+            states.append(y)
+        return tuple(states) if all_states else x
 
 
 def _eos_position(input_ids: jax.Array, eos_token_id: int) -> jax.Array:

@@ -1,4 +1,7 @@
-"""UNet2DConditionModel for Stable Diffusion 1.x/2.x, in diffusers' structure.
+"""UNet2DConditionModel for Stable Diffusion 1.x/2.x and SDXL, in diffusers' structure.
+
+SDXL adds `addition_embed_type: "text_time"`: the pooled text embeddings and the
+micro-conditioning time ids, embedded and added to the timestep embedding.
 
 Inputs and outputs are channels-last (NHWC) latents.
 """
@@ -29,7 +32,7 @@ from jaxgen.models.layers import (
 _INERT = {
     "center_input_sample": False, "downsample_padding": 1, "mid_block_scale_factor": 1,
     "act_fn": "silu", "only_cross_attention": False, "dual_cross_attention": False,
-    "class_embed_type": None, "addition_embed_type": None, "num_class_embeds": None,
+    "class_embed_type": None, "num_class_embeds": None,
     "encoder_hid_dim": None, "resnet_time_scale_shift": "default", "resnet_skip_time_act": False,
     "resnet_out_scale_factor": 1.0, "time_embedding_type": "positional",
     "time_embedding_dim": None, "time_embedding_act_fn": None, "timestep_post_act": None,
@@ -39,6 +42,7 @@ _INERT = {
 }
 _DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
 _UP_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
+_ADDITION_TYPES = (None, "text_time")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,11 @@ class UNetConfig:
     upcast_attention: bool = False
     conv_in_kernel: int = 3
     conv_out_kernel: int = 3
+    # SDXL: "text_time" embeds time ids (addition_time_embed_dim each) beside the pooled text
+    # embeddings; projection_class_embeddings_input_dim is the width of the two concatenated.
+    addition_embed_type: str | None = None
+    addition_time_embed_dim: int | None = None
+    projection_class_embeddings_input_dim: int | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "unet/config.json") -> UNetConfig:
@@ -73,6 +82,13 @@ class UNetConfig:
         for i, t in enumerate(cfg.up_block_types):
             if t not in _UP_TYPES:
                 raise ValueError(f"{source}: up_block_types[{i}]={t!r} is not one of {_UP_TYPES}")
+        if cfg.addition_embed_type not in _ADDITION_TYPES:
+            raise ValueError(f"{source}: addition_embed_type={cfg.addition_embed_type!r} is not "
+                             f"one of {_ADDITION_TYPES}")
+        if cfg.addition_embed_type == "text_time":
+            for key in ("addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+                if getattr(cfg, key) is None:
+                    raise ValueError(f"{source}: addition_embed_type 'text_time' needs {key}")
         return cfg
 
     def heads(self) -> tuple[int, ...]:
@@ -143,13 +159,46 @@ class MidBlock(nn.Module):
         return ResnetBlock2D(self.channels, name="resnets_1", **self.resnet)(h, temb)
 
 
+def example_inputs(config: UNetConfig) -> tuple[jax.Array, ...]:
+    """Inputs of the smallest shapes the UNet accepts, to trace its parameter tree."""
+    side = 2 ** (len(config.block_out_channels) - 1)
+    inputs = (jnp.zeros((1, side, side, config.in_channels)), jnp.zeros((1,)),
+              jnp.zeros((1, 1, config.cross_attention_dim)))
+    if config.addition_embed_type == "text_time":
+        # One time id and the rest as text: add_embedding's input width is all that matters.
+        width = config.projection_class_embeddings_input_dim - config.addition_time_embed_dim
+        inputs += (jnp.zeros((1, width)), jnp.zeros((1, 1)))
+    return inputs
+
+
+def text_time_input(config: UNetConfig, text_embeds: jax.Array | None,
+                    time_ids: jax.Array | None) -> jax.Array:
+    """diffusers' add_time_proj: each time id through the sinusoidal embedding, concatenated
+    after the pooled text embeddings (the input of add_embedding)."""
+    if text_embeds is None or time_ids is None:
+        raise ValueError("unet: addition_embed_type 'text_time' needs text_embeds and time_ids")
+    b = text_embeds.shape[0]
+    t = timestep_embedding(time_ids.reshape(-1), config.addition_time_embed_dim,
+                           config.flip_sin_to_cos, config.freq_shift).reshape(b, -1)
+    x = jnp.concatenate([text_embeds.astype(jnp.float32), t], axis=-1)
+    if x.shape[-1] != config.projection_class_embeddings_input_dim:
+        raise ValueError(
+            f"unet: text_embeds ({text_embeds.shape[-1]}) + {time_ids.shape[-1]} time ids x "
+            f"{config.addition_time_embed_dim} = {x.shape[-1]}, but the config's "
+            f"projection_class_embeddings_input_dim is "
+            f"{config.projection_class_embeddings_input_dim}")
+    return x
+
+
 class UNet2DConditionModel(nn.Module):
     config: UNetConfig
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, sample: jax.Array, timesteps: jax.Array,
-                 encoder_hidden_states: jax.Array) -> jax.Array:
+    def __call__(self, sample: jax.Array, timesteps: jax.Array, encoder_hidden_states: jax.Array,
+                 text_embeds: jax.Array | None = None,
+                 time_ids: jax.Array | None = None) -> jax.Array:
+        """text_embeds [B, D] and time_ids [B, K]: SDXL's added conditions (text_time only)."""
         cfg, dt = self.config, self.dtype
         n = len(cfg.block_out_channels)
         heads = cfg.heads()
@@ -167,6 +216,9 @@ class UNet2DConditionModel(nn.Module):
         timesteps = jnp.broadcast_to(timesteps, (sample.shape[0],))
         t_emb = timestep_embedding(timesteps, ch0, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dt)
         temb = TimestepEmbedding(ch0 * 4, dtype=dt, name="time_embedding")(t_emb)
+        if cfg.addition_embed_type == "text_time":
+            added = text_time_input(cfg, text_embeds, time_ids).astype(dt)
+            temb = temb + TimestepEmbedding(ch0 * 4, dtype=dt, name="add_embedding")(added)
         context = encoder_hidden_states.astype(dt)
 
         h = conv(ch0, cfg.conv_in_kernel, "conv_in", dt)(sample.astype(dt))

@@ -1,4 +1,9 @@
-"""Load and save diffusers-format model directories (safetensors, no network)."""
+"""Load and save diffusers-format model directories (safetensors, no network).
+
+The family comes from model_index.json's `_class_name`: Stable Diffusion 1.x/2.x pipelines
+(unet, vae, text_encoder, tokenizer) or Stable Diffusion XL pipelines (those and
+text_encoder_2, tokenizer_2).
+"""
 
 from __future__ import annotations
 
@@ -17,19 +22,30 @@ from jaxgen.models import (
     AutoencoderKL,
     CLIPTextConfig,
     CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTextWithProjectionConfig,
     UNet2DConditionModel,
     UNetConfig,
     VAEConfig,
 )
 from jaxgen.models.config import to_dict
+from jaxgen.models.unet import example_inputs
 from jaxgen.weights.convert import WeightsError, flax_to_torch, torch_to_flax
 
 COMPONENTS = ("unet", "vae", "text_encoder")
+SDXL_COMPONENTS = (*COMPONENTS, "text_encoder_2")
+# model_index.json's _class_name -> family; other names load as SD 1.x/2.x, as they always have.
+SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+                  "StableDiffusionXLInpaintPipeline")
 _WEIGHT_STEM = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model",
-                "text_encoder": "model"}
+                "text_encoder": "model", "text_encoder_2": "model"}
 _CLASS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
           "text_encoder": ("transformers", "CLIPTextModel"),
-          "tokenizer": ("transformers", "CLIPTokenizer")}
+          "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"),
+          "tokenizer": ("transformers", "CLIPTokenizer"),
+          "tokenizer_2": ("transformers", "CLIPTokenizer")}
+# transformers names CLIPTextModelWithProjection's tensors under text_model. (not the projection).
+_PREFIX = {"text_encoder_2": "text_model."}
 
 
 class ModelDirError(ValueError):
@@ -52,10 +68,35 @@ class DiffusionModel:
     # Trained with caption dropout, so an empty prompt (the unconditional branch) is a request
     # it can draw: its jaxgen.json says "empty_prompt": true (see takes_empty_prompt).
     empty_prompt: bool = False
+    # SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer, and the
+    # pipeline's force_zeros_for_empty_prompt (zeros, not the encoded "", for no negative).
+    text_encoder_2: CLIPTextWithProjectionConfig | None = None
+    tokenizer_2: Any = None
+    force_zeros_for_empty_prompt: bool = False
 
     def modules(self, dtype: Any = jnp.float32):
         return (UNet2DConditionModel(self.unet, dtype), AutoencoderKL(self.vae, dtype),
                 CLIPTextModel(self.text_encoder, dtype))
+
+    def text_encoder_2_module(self, dtype: Any = jnp.float32) -> CLIPTextModelWithProjection:
+        if self.text_encoder_2 is None:
+            raise ValueError(f"model {self.name}: has no text_encoder_2 (not an SDXL model)")
+        return CLIPTextModelWithProjection(self.text_encoder_2, dtype)
+
+    @property
+    def family(self) -> str:
+        """"sdxl" (two text encoders, micro-conditioning) or "sd" (SD 1.x/2.x)."""
+        return "sdxl" if self.text_encoder_2 is not None else "sd"
+
+    @property
+    def vae_force_upcast(self) -> bool:
+        """The VAE config's force_upcast (diffusers' default True): decode in float32 when the
+        model runs in float16, as diffusers' SDXL pipelines do."""
+        return bool(self.raw_configs.get("vae", {}).get("force_upcast", True))
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return SDXL_COMPONENTS if self.family == "sdxl" else COMPONENTS
 
     @property
     def latent_factor(self) -> int:
@@ -163,21 +204,31 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
                allow_pickle: bool = False) -> DiffusionModel:
     """Read a diffusers-format directory into a DiffusionModel with params in `dtype`."""
     root = model_root(name_or_path)
-    raw = {c: _read_json(root / c / "config.json") for c in COMPONENTS}
+    index = _read_json(root / "model_index.json")
+    sdxl = index.get("_class_name") in SDXL_PIPELINES
+    if sdxl and index.get("text_encoder", [None])[0] is None:
+        raise ModelDirError(f"{root}/model_index.json: an SDXL model without text_encoder (the "
+                            "refiner's layout) is not supported; jaxgen loads SDXL base models")
+    components = SDXL_COMPONENTS if sdxl else COMPONENTS
+    raw = {c: _read_json(root / c / "config.json") for c in components}
     raw["scheduler"] = _read_json(root / "scheduler" / "scheduler_config.json")
     configs = {"unet": UNetConfig.from_dict(raw["unet"], f"{root}/unet/config.json"),
                "vae": VAEConfig.from_dict(raw["vae"], f"{root}/vae/config.json"),
                "text_encoder": CLIPTextConfig.from_dict(raw["text_encoder"],
                                                         f"{root}/text_encoder/config.json")}
+    if sdxl:
+        configs["text_encoder_2"] = CLIPTextWithProjectionConfig.from_dict(
+            raw["text_encoder_2"], f"{root}/text_encoder_2/config.json")
     _check_scheduler(raw["scheduler"], root / "scheduler" / "scheduler_config.json")
     try:
-        shapes = param_shapes(configs["unet"], configs["vae"], configs["text_encoder"])
+        shapes = param_shapes(configs["unet"], configs["vae"], configs["text_encoder"],
+                              configs.get("text_encoder_2"))
     except (TypeError, ValueError, ZeroDivisionError, IndexError) as err:
         # Values of the right type that no model can be built from (e.g. 0 groups).
-        raise ModelDirError(f"{root}/{{unet,vae,text_encoder}}/config.json: no model can be "
+        raise ModelDirError(f"{root}/{{{','.join(components)}}}/config.json: no model can be "
                             f"built from these configs ({type(err).__name__}: {err})") from err
     params, digest = {}, hashlib.sha256()
-    for comp in COMPONENTS:
+    for comp in components:
         files = _weight_files(root / comp, _WEIGHT_STEM[comp], variant, allow_pickle)
         state = {}
         for f in files:
@@ -186,54 +237,83 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             state.update(_read_tensors(f))
         tree = torch_to_flax(state, shapes[comp], str(root / comp))
         params[comp] = jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
-    tokenizer = load_tokenizer(root / "tokenizer")
-    positions = configs["text_encoder"].max_position_embeddings
+    tokenizers = {"tokenizer": _checked_tokenizer(root, "tokenizer", configs["text_encoder"])}
+    if sdxl:
+        tokenizers["tokenizer_2"] = _checked_tokenizer(root, "tokenizer_2",
+                                                       configs["text_encoder_2"])
+        force_zeros = index.get("force_zeros_for_empty_prompt", True)  # diffusers' default
+        if not isinstance(force_zeros, bool):
+            raise ModelDirError(f"{root}/model_index.json: force_zeros_for_empty_prompt "
+                                f"{force_zeros!r} must be true or false")
+        configs["force_zeros_for_empty_prompt"] = force_zeros
+    return DiffusionModel(
+        name=model_name(root), hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
+        params=params, raw_configs=raw, empty_prompt=takes_empty_prompt(root),
+        **tokenizers, **configs)
+
+
+def _checked_tokenizer(root: Path, folder: str, text: CLIPTextConfig) -> Any:
+    tokenizer = load_tokenizer(root / folder)
+    positions = text.max_position_embeddings
     if tokenizer.model_max_length > positions:
         # Flax's Embed returns NaN for out-of-range positions: refuse rather than draw NaNs.
         raise ModelDirError(
-            f"{root}/tokenizer: model_max_length {tokenizer.model_max_length} exceeds the text "
+            f"{root}/{folder}: model_max_length {tokenizer.model_max_length} exceeds the text "
             f"encoder's max_position_embeddings {positions}")
-    return DiffusionModel(
-        name=model_name(root), hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
-        tokenizer=tokenizer, params=params, raw_configs=raw,
-        empty_prompt=takes_empty_prompt(root), **configs)
+    return tokenizer
 
 
-def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig) -> dict[str, Any]:
+def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig,
+                 text_2: CLIPTextWithProjectionConfig | None = None) -> dict[str, Any]:
     """The parameter tree of each component as ShapeDtypeStructs (nothing allocated)."""
     key = jax.random.key(0)
-    side = 2 ** (len(unet.block_out_channels) - 1)
     vside = 2 ** (len(vae.block_out_channels) - 1)
     trees = {
-        "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key,
-                               jnp.zeros((1, side, side, unet.in_channels)), jnp.zeros((1,)),
-                               jnp.zeros((1, 1, unet.cross_attention_dim))),
+        "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key, *example_inputs(unet)),
         "vae": jax.eval_shape(AutoencoderKL(vae).init, key,
                               jnp.zeros((1, vside, vside, vae.in_channels))),
         "text_encoder": jax.eval_shape(CLIPTextModel(text).init, key,
                                        jnp.zeros((1, text.max_position_embeddings), jnp.int32)),
     }
+    if text_2 is not None:
+        trees["text_encoder_2"] = jax.eval_shape(
+            CLIPTextModelWithProjection(text_2).init, key,
+            jnp.zeros((1, text_2.max_position_embeddings), jnp.int32))
     return {k: v["params"] for k, v in trees.items()}
 
 
 def save_model(model: DiffusionModel, out_dir: str | Path) -> Path:
-    """Write `model` as a diffusers-format directory that StableDiffusionPipeline opens."""
+    """Write `model` as a diffusers-format directory that StableDiffusionPipeline (SDXL:
+    StableDiffusionXLPipeline) opens."""
     out = Path(out_dir)
-    for comp in COMPONENTS:
+    for comp in model.components:
         (out / comp).mkdir(parents=True, exist_ok=True)
+        tokenizer = model.tokenizer_2 if comp == "text_encoder_2" else model.tokenizer
         config = model.raw_configs.get(comp) or _fresh_config(comp, getattr(model, comp),
-                                                              model.tokenizer)
+                                                              tokenizer)
         _write_json(out / comp / "config.json", config)
         state = flax_to_torch(jax.tree.map(np.asarray, model.params[comp]))
+        prefix = _PREFIX.get(comp, "")
+        state = {(k if k.startswith("text_projection.") else prefix + k): v
+                 for k, v in state.items()}
         safetensors.numpy.save_file(state, out / comp / f"{_WEIGHT_STEM[comp]}.safetensors")
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
     _write_json(out / "scheduler" / "scheduler_config.json", model.scheduler_config)
     model.tokenizer.save_pretrained(out / "tokenizer")
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
-             "feature_extractor": [None, None], "requires_safety_checker": False,
-             "safety_checker": [None, None],
-             "scheduler": ["diffusers", model.scheduler_config.get("_class_name", "DDIMScheduler")]}
-    index.update({c: list(_CLASS[c]) for c in (*COMPONENTS, "tokenizer")})
+    scheduler = ["diffusers", model.scheduler_config.get("_class_name", "DDIMScheduler")]
+    if model.family == "sdxl":
+        model.tokenizer_2.save_pretrained(out / "tokenizer_2")
+        index = {"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1",
+                 "feature_extractor": [None, None], "image_encoder": [None, None],
+                 "force_zeros_for_empty_prompt": model.force_zeros_for_empty_prompt,
+                 "scheduler": scheduler}
+        index.update({c: list(_CLASS[c]) for c in (*SDXL_COMPONENTS, "tokenizer",
+                                                   "tokenizer_2")})
+    else:
+        index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+                 "feature_extractor": [None, None], "requires_safety_checker": False,
+                 "safety_checker": [None, None], "scheduler": scheduler}
+        index.update({c: list(_CLASS[c]) for c in (*COMPONENTS, "tokenizer")})
     _write_json(out / "model_index.json", index)
     return out
 
@@ -242,7 +322,7 @@ def _fresh_config(comp: str, config: Any, tokenizer: Any) -> dict[str, Any]:
     """config.json for a component jaxgen built itself (no original file to copy)."""
     library, cls = _CLASS[comp]
     out = {"_class_name": cls, **to_dict(config)}
-    if comp == "text_encoder":
+    if comp in ("text_encoder", "text_encoder_2"):
         # transformers reads bos/pad ids from here; CLIP's defaults (49406, 1) would point
         # outside, or at the wrong token of, a small vocabulary.
         out = {"architectures": [cls], "model_type": "clip_text_model", **to_dict(config),

@@ -1,0 +1,56 @@
+"""Stable Diffusion XL's conditions, the one place that says how SDXL differs from SD 1.x/2.x.
+
+As diffusers' StableDiffusionXLPipeline: each prompt through both text encoders, their
+hidden_states[-2] (no final layer norm) concatenated on features as the context; the second
+encoder's projected pooled output and six micro-conditioning time ids (original size, crop
+top-left, target size) as the UNet's added conditions. With force_zeros_for_empty_prompt, an
+item without a negative prompt has zeros for its negative context and pooled embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.models import CLIPTextModel, CLIPTextModelWithProjection
+
+HIDDEN_LAYER = -2  # SDXL conditions on the penultimate layer of both encoders
+
+
+def micro_conditioning(height: int, width: int) -> np.ndarray:
+    """float32 [6] time ids: (original size, crop top-left, target size), diffusers' defaults
+    (the output size as original and target, no crop)."""
+    return np.array([height, width, 0, 0, height, width], np.float32)
+
+
+def encode_branch(text: CLIPTextModel, text_2: CLIPTextModelWithProjection, params: Any,
+                  ids: jax.Array, ids_2: jax.Array,
+                  zero: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(context [B, T, D1 + D2], pooled [B, P]) of one branch; `zero` (bool [B]) replaces an
+    item's with zeros (a negative branch under force_zeros_for_empty_prompt)."""
+    hidden, _ = text.apply({"params": params["text_encoder"]}, ids, hidden_layer=HIDDEN_LAYER)
+    hidden_2, pooled = text_2.apply({"params": params["text_encoder_2"]}, ids_2,
+                                    hidden_layer=HIDDEN_LAYER)
+    context = jnp.concatenate([hidden, hidden_2.astype(hidden.dtype)], axis=-1)
+    if zero is not None:
+        context = jnp.where(zero[:, None, None], 0, context).astype(context.dtype)
+        pooled = jnp.where(zero[:, None], 0, pooled).astype(pooled.dtype)
+    return context, pooled
+
+
+def conditions(text: CLIPTextModel, text_2: CLIPTextModelWithProjection, params: Any,
+               inputs: Any, guided: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(context, the UNet's added conditions) of both branches, unconditional first (the
+    order of the guided batch), or of the conditional branch alone (guidance 1)."""
+    context, pooled = encode_branch(text, text_2, params, inputs.cond_ids, inputs.cond_ids_2)
+    time_ids = inputs.time_ids
+    if guided:
+        neg_context, neg_pooled = encode_branch(text, text_2, params, inputs.uncond_ids,
+                                                inputs.uncond_ids_2, inputs.uncond_zero)
+        context = jnp.concatenate([neg_context, context])
+        pooled = jnp.concatenate([neg_pooled, pooled])
+        time_ids = jnp.concatenate([inputs.uncond_time_ids, time_ids])
+    return context, {"text_embeds": pooled, "time_ids": time_ids.astype(jnp.float32)}
