@@ -10,4 +10,6 @@ fi
 .venv/bin/ruff check .
 export XLA_FLAGS="--xla_force_host_platform_device_count=8" JAX_PLATFORMS=cpu HF_HUB_OFFLINE=1
 # The slowest tests are listed at the end: the suite must stay within CI's time (~25 min).
-.venv/bin/python -m pytest -q --durations=25 "$@"
+# Two workers, whole files each (module fixtures stay shared): compiles are single-threaded,
+# so a 2-core machine runs two test files at once in about the time of one.
+.venv/bin/python -m pytest -q -n "${JAXGEN_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
