@@ -83,8 +83,8 @@ def scenes_by_class(start: int, per_class: int) -> dict[str, list[np.ndarray]]:
 
 
 def real_sets(settings: Settings) -> list[dict[str, list[np.ndarray]]]:
-    """Per seed: the MAX_SHOTS real images of every class (k shots: the first k)."""
-    return [scenes_by_class(REAL_SEED_START + s * 100_000, MAX_SHOTS)
+    """Per seed: the max(shots) real images of every class (k shots: the first k)."""
+    return [scenes_by_class(REAL_SEED_START + s * 100_000, max(settings.shots))
             for s in range(settings.seeds)]
 
 
@@ -93,7 +93,7 @@ def recipe(settings: Settings) -> dict[str, Any]:
         {"name": "img2img", "kind": "img2img", "n": settings.variants,
          "strength": list(settings.strengths)},
         {"name": "text2img", "kind": "text2img",
-         "n": settings.variants * MAX_SHOTS * settings.seeds}]}
+         "n": settings.variants * max(settings.shots) * settings.seeds}]}
 
 
 def generate(settings: Settings, reals: list[dict[str, list[np.ndarray]]],
@@ -232,7 +232,7 @@ def run(settings: Settings, work: Path) -> dict[str, Any]:
     arms = ["standard"] + [f"{a}{f}" for a in [f"img2img@{s:g}" for s in settings.strengths]
                            + ["text2img"] for f in ("", "+filter")]
     syn_size = max(len(v) for v in pools.values())
-    real_size = len(SHAPES) * MAX_SHOTS
+    real_size = len(SHAPES) * max(settings.shots)
     cells: dict[str, dict[str, Any]] = {}
     t1 = time.perf_counter()
     for k in settings.shots:
