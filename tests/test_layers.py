@@ -22,6 +22,7 @@ LAYERS = (
     {"engine"},
     {"dataset", "eval"},
     {"beam", "train", "report"},
+    {"augment"},  # a recipe over a labelled dataset, run by the beam pipeline
     {"api"},
     {"cli"},
 )

@@ -1,4 +1,4 @@
-"""`jaxgen` command line: generate, info, preview, train, eval, report, compare.
+"""`jaxgen` command line: generate, augment, info, preview, train, eval, report, compare.
 
 Each command lives in its own module here: `add_parser` builds its flags, `run` executes it.
 """
@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from jaxgen.cli import compare, evaluate, generate, info, report, train
+from jaxgen.cli import augment, compare, evaluate, generate, info, report, train
 from jaxgen.cli.progress import EXIT_INTERRUPTED, EXIT_USAGE
 from jaxgen.logs import set_up_console
 from jaxgen.requests import ConfigError
@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     generate.add_parser(sub.add_parser("generate", help="manifest in, image dataset out",
                                        allow_abbrev=False))
+    augment.add_parser(sub.add_parser("augment", help="labelled dataset + recipe in, augmented "
+                                      "labelled dataset out", allow_abbrev=False))
     info.add_info_parser(sub.add_parser("info", help="the model and the devices jaxgen would use",
                                         allow_abbrev=False))
     info.add_preview_parser(sub.add_parser("preview", help="generate one prompt to a PNG file",
@@ -49,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxgen.engine.sharding import use_all_cpu_cores
 
     use_all_cpu_cores()
-    commands = {"generate": generate.run, "info": info.run_info, "preview": info.run_preview,
-                "train": train.run, "eval": evaluate.run, "report": report.run,
-                "compare": compare.run}
+    commands = {"generate": generate.run, "augment": augment.run, "info": info.run_info,
+                "preview": info.run_preview, "train": train.run, "eval": evaluate.run,
+                "report": report.run, "compare": compare.run}
     interrupted = threading.Event()
     previous = _on_ctrl_c(interrupted)
     try:

@@ -22,6 +22,7 @@ The chain of defaults, lowest first (each level wins over the ones above it):
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ IMAGE_FORMATS = ("png", "webp", "jpeg")
 MANIFEST_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "txt")
 UNKNOWN_COLUMN_POLICIES = ("reject", "metadata", "ignore")
 
+_FILTER_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 # Keys ignored when a rerun compares its config with the one in `_job.json`: they do not
 # change a single output byte.
 _NOT_COMPARED = frozenset({"output", "dry_run", "host_index", "host_count"})
@@ -88,6 +90,12 @@ class JobConfig:
     # Write images that fail their checks (jaxgen.dataset.flags), flagged in their records,
     # instead of rejecting their rows.
     keep_flagged: bool = False
+    # A labelled dataset (jaxgen augment): its class names. Each record then carries `label`
+    # (its row's metadata "label") and `cls` (that label's index here); webdataset adds KEY.cls.
+    labels: tuple[str, ...] = ()
+    # "module:function" scoring each image on the worker after generation (jaxgen.dataset.
+    # filter); a dropped image is written to _dropped/ with its reason, not to the dataset.
+    filter: str | None = None
     dry_run: bool = False
     # Multi-host (e.g. a TPU pod without a Beam cluster): every host runs the same job and
     # generates the shards s with s % host_count == host_index; the last to finish writes
@@ -100,6 +108,10 @@ class JobConfig:
         # change the config under a running job.
         object.__setattr__(self, "defaults", dict(self.defaults))
         object.__setattr__(self, "metadata_columns", _names(self.metadata_columns))
+        object.__setattr__(self, "labels", _labels(self.labels))
+        if self.filter is not None and not _FILTER_NAME.match(str(self.filter)):
+            raise ConfigError(f"filter {self.filter!r}: must name a function as "
+                              "module:function (e.g. jaxgen.augment.filters:shapes_label)")
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
         _check_choice("image_format", self.image_format, IMAGE_FORMATS)
         _check_choice("manifest_format", self.manifest_format, MANIFEST_FORMATS)
@@ -152,6 +164,12 @@ class JobConfig:
         d = dataclasses.asdict(self)
         d["defaults"] = dict(sorted(self.defaults.items()))
         d["metadata_columns"] = list(self.metadata_columns)
+        d["labels"] = list(self.labels)
+        # Settings added for labelled datasets are recorded only when used, so a job written
+        # before they existed still resumes.
+        for name in ("labels", "filter"):
+            if not d[name]:
+                del d[name]
         return d
 
     def comparable(self) -> dict[str, Any]:
@@ -205,6 +223,13 @@ def _names(value: Any) -> tuple[str, ...]:
     if not all(isinstance(v, str) for v in items):
         raise ConfigError(f"metadata_columns {value!r}: must be column names")
     return tuple(v.strip() for v in items if v.strip())
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    labels = tuple(value or ())
+    if not all(isinstance(v, str) and v for v in labels) or len(set(labels)) != len(labels):
+        raise ConfigError(f"labels {value!r}: must be distinct non-empty class names")
+    return labels
 
 
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:

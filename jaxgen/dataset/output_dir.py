@@ -17,14 +17,14 @@ from apache_beam.io.filesystems import FileSystems
 from jaxgen.dataset.lock import LOCK_PREFIX
 from jaxgen.dataset.resume import JOB_FILE, PLAN_FILE, SUMMARY_FILE
 from jaxgen.dataset.safe_io import check_no_link, is_local
-from jaxgen.dataset.writers import IMAGEFOLDER_PARTS_DIR, REJECTS_DIR, TMP_DIR, join
+from jaxgen.dataset.writers import DROPPED_DIR, IMAGEFOLDER_PARTS_DIR, REJECTS_DIR, TMP_DIR, join
 from jaxgen.requests import ConfigError
 
 log = logging.getLogger("jaxgen.dataset")
 _MARKERS = (JOB_FILE, PLAN_FILE, SUMMARY_FILE)
 # Top-level files and folders jaxgen writes (the report's included); shard files by pattern.
 _OWN_FILES = (JOB_FILE, PLAN_FILE, SUMMARY_FILE, "metadata.jsonl", "report.html")
-_OWN_DIRS = (TMP_DIR, REJECTS_DIR, IMAGEFOLDER_PARTS_DIR, "_report")
+_OWN_DIRS = (TMP_DIR, REJECTS_DIR, DROPPED_DIR, IMAGEFOLDER_PARTS_DIR, "_report")
 _SHARD_FILE = re.compile(r"^\d+(\.tar|\.parquet|_stats\.json)$")
 _SHARD_DIR = re.compile(r"^\d+$")
 _IMAGE_FILE = re.compile(r"^[^.]+\.(png|webp|jpg|jpeg)$")
@@ -81,7 +81,7 @@ def _delete_own_dir(output: str, path: str, name: str) -> None:
     if name in (TMP_DIR, "_report") or not is_local(path):
         FileSystems.delete([path])
         return
-    for entry in os.listdir(path):  # _rejects/, _metadata/: only the shard parts
+    for entry in os.listdir(path):  # _rejects/, _dropped/, _metadata/: only the shard parts
         if _SHARD_DIR.match(entry.split(".", 1)[0]) and entry.endswith(".jsonl"):
             os.remove(os.path.join(path, entry))
     if not os.listdir(path):

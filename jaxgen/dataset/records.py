@@ -72,6 +72,9 @@ class ImageRecord:
     strength: float | None = None
     resize: str | None = None
     prompt_2: str | None = None  # SDXL's second prompt, when the row gives one
+    # A labelled dataset's only (JobConfig.labels): the class name and its index.
+    label: str | None = None
+    cls: int | None = None
 
     @classmethod
     def build(
@@ -122,10 +125,20 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in (*IMAGE_INPUT_KEYS, "prompt_2"):
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *LABEL_KEYS):
             if record[name] is None:
                 del record[name]
         return record
+
+    def with_label(self, labels: tuple[str, ...]) -> ImageRecord:
+        """The record of a labelled dataset: `label` from its metadata, `cls` its index in
+        `labels`; ValueError naming the label when the row has none or an unknown one."""
+        label = self.metadata.get("label")
+        if label not in labels:
+            shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+            raise ValueError(f"metadata label {label!r} is not one of the dataset's labels "
+                             f"({shown})")
+        return dataclasses.replace(self, label=label, cls=labels.index(label))
 
     def json_bytes(self) -> bytes:
         return dumps_stable(self.to_json()).encode()
@@ -163,6 +176,10 @@ class ImageRecord:
 # The record keys only image-to-image and inpainting records have.
 IMAGE_INPUT_KEYS = ("init_image", "init_image_sha256", "mask_image", "mask_image_sha256",
                     "strength", "resize")
+
+
+# The record keys only a labelled dataset's records have.
+LABEL_KEYS = ("label", "cls")
 
 
 def _a1111_value(value: str) -> str:

@@ -295,6 +295,8 @@ def write_summary(
             "images_flagged": sum(s.get("images_flagged", 0) for s in all_stats),
             "flagged_by_check": dict(sorted(sum(
                 (Counter(s.get("flagged_by_check", {})) for s in all_stats), Counter()).items())),
+            **({"images_dropped": sum(s.get("images_dropped", 0) for s in all_stats)}
+               if config.filter else {}),
             "shards": layout.num_shards,
             "shards_written": len(written),
             "shards_skipped": layout.num_shards - len(written),

@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Any
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.config import JobConfig
+from jaxgen.dataset.filter import dropped_entry, judge
 from jaxgen.dataset.flags import ImageFlag, check_result, count_flags, flagged_reject, mark
 from jaxgen.dataset.plan import PlannedRow, Reject, ShardItem
 from jaxgen.dataset.records import ImageRecord, dumps_stable, encode_image, runtime_versions
-from jaxgen.dataset.writers import WRITERS, ShardFiles, join, rejects_jsonl, rejects_path
+from jaxgen.dataset.writers import (
+    WRITERS,
+    ShardFiles,
+    dropped_path,
+    join,
+    rejects_jsonl,
+    rejects_path,
+)
 from jaxgen.engine.grouping import SamplingSpec
 from jaxgen.images import ImageInputError
 from jaxgen.requests import RequestError
@@ -101,7 +109,8 @@ def generate_shard(
     ordered = sorted(items, key=lambda item: item.index)
     planned = [item for item in ordered if isinstance(item, PlannedRow)]
     files = ShardFiles(config.output, uuid.uuid4().hex)
-    writer = WRITERS[config.output_format](files, shard_name, config.image_format)
+    writer = WRITERS[config.output_format](files, shard_name, config.image_format,
+                                           config.labels)
     late: dict[int, Reject] = {}  # rows rejected after planning, by index
 
     def reject(row: PlannedRow, field: str, reason: str, stage: str) -> None:
@@ -111,6 +120,7 @@ def generate_shard(
     # row's images are checked together (flags.py) before any is written.
     images = 0
     flagged: list[ImageFlag] = []
+    dropped: list[dict[str, Any]] = []
     for row, results in _generate_rows(generator, sorted(planned, key=_generation_order),
                                        reject):
         flags = {r.index: f for r in results if (f := check_result(r)) is not None}
@@ -124,13 +134,20 @@ def generate_shard(
         except Exception as e:  # the row's own text, metadata or pixels: deterministic
             reject(row, "image", f"cannot be encoded ({type(e).__name__}: {e})", "encode")
             continue
-        for record, data in encoded:
+        for result, (record, data) in zip(results, encoded, strict=True):
+            verdict = judge(config.filter, result.image, record) if config.filter else None
+            if verdict is not None and not verdict.keep:
+                dropped.append(dropped_entry(record, verdict))
+                continue
             writer.add_image(record, data)
             images += 1
     final = [late.get(item.index, item) for item in ordered]
     rejects = [item for item in final if isinstance(item, Reject)]
     writer.close(final)
     _write_rejects(files, shard_name, rejects)
+    if config.filter:  # written even when empty: the filter ran over every image
+        files.write(dropped_path(shard_name),
+                    "".join(dumps_stable(d) + "\n" for d in dropped).encode())
     seconds = time.perf_counter() - t0
     stats = {
         "shard": shard,
@@ -143,6 +160,7 @@ def generate_shard(
         "images": images,
         "images_flagged": len(flagged),
         "flagged_by_check": count_flags(flagged),
+        **({"images_dropped": len(dropped)} if config.filter else {}),
         "first_key": ordered[0].key if ordered else None,
         "last_key": ordered[-1].key if ordered else None,
         "model_name": generator.model_name,
@@ -177,6 +195,8 @@ def _encode(row: PlannedRow, result: GeneratedImage, generator: Any, config: Job
         generated=result.request, inputs=inputs,
         resize=config.resize if inputs is not None else None,
     ), flag)
+    if config.labels:
+        record = record.with_label(config.labels)
     record.json_bytes()  # what every writer stores: fail here, for this row, not in the writer
     record.prompt.encode()
     data = encode_image(

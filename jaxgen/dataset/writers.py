@@ -24,11 +24,18 @@ from typing import Any, BinaryIO
 from apache_beam.io.filesystems import FileSystems
 
 from jaxgen.dataset.plan import PlannedRow, Reject
-from jaxgen.dataset.records import IMAGE_EXTENSIONS, IMAGE_INPUT_KEYS, ImageRecord, dumps_stable
+from jaxgen.dataset.records import (
+    IMAGE_EXTENSIONS,
+    IMAGE_INPUT_KEYS,
+    LABEL_KEYS,
+    ImageRecord,
+    dumps_stable,
+)
 from jaxgen.dataset.safe_io import create_new, make_dirs, publish
 
 TMP_DIR = "_tmp"
 REJECTS_DIR = "_rejects"
+DROPPED_DIR = "_dropped"  # images the job's filter kept out of the dataset, with the reason
 IMAGEFOLDER_PARTS_DIR = "_metadata"
 _PARQUET_ROW_GROUP = 256  # images per row group: bounds the writer's memory
 
@@ -150,6 +157,10 @@ def rejects_path(shard_name: str) -> str:
     return f"{REJECTS_DIR}/{shard_name}.jsonl"
 
 
+def dropped_path(shard_name: str) -> str:
+    return f"{DROPPED_DIR}/{shard_name}.jsonl"
+
+
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -209,6 +220,7 @@ _RECORD_COLUMNS = (
     ("init_image", "string"), ("init_image_sha256", "string"), ("mask_image", "string"),
     ("mask_image_sha256", "string"), ("strength", "float64"), ("resize", "string"),
 )
+_LABEL_COLUMNS = (("label", "string"), ("cls", "int64"))  # a labelled dataset's only
 
 
 def _flat_record(record: ImageRecord) -> dict[str, Any]:
@@ -218,12 +230,15 @@ def _flat_record(record: ImageRecord) -> dict[str, Any]:
 
 
 class ShardWriter:
-    """Base: collects a shard's images; `close()` writes what is left and lists the files."""
+    """Base: collects a shard's images; `close()` writes what is left and lists the files.
+    `labels`: a labelled dataset's class names (records carry label and cls), else ()."""
 
-    def __init__(self, files: ShardFiles, shard_name: str, image_format: str):
+    def __init__(self, files: ShardFiles, shard_name: str, image_format: str,
+                 labels: tuple[str, ...] = ()):
         self.files = files
         self.name = shard_name
         self.ext = IMAGE_EXTENSIONS[image_format]
+        self.labels = labels
 
     def add_image(self, record: ImageRecord, data: bytes) -> None:
         raise NotImplementedError
@@ -235,8 +250,9 @@ class ShardWriter:
 class WebDatasetWriter(ShardWriter):
     """NAME.tar (KEY.ext + KEY.json + KEY.txt) and NAME.parquet, a row for every input."""
 
-    def __init__(self, files: ShardFiles, shard_name: str, image_format: str):
-        super().__init__(files, shard_name, image_format)
+    def __init__(self, files: ShardFiles, shard_name: str, image_format: str,
+                 labels: tuple[str, ...] = ()):
+        super().__init__(files, shard_name, image_format, labels)
         self._stream = files.create(f"{shard_name}.tar")
         self._tar = tarfile.open(fileobj=self._stream, mode="w|", format=tarfile.GNU_FORMAT)
 
@@ -244,6 +260,8 @@ class WebDatasetWriter(ShardWriter):
         _tar_add(self._tar, f"{record.key}.{self.ext}", data)
         _tar_add(self._tar, f"{record.key}.json", record.json_bytes())
         _tar_add(self._tar, f"{record.key}.txt", record.prompt.encode())
+        if record.cls is not None:  # webdataset's class-index member, as loaders expect
+            _tar_add(self._tar, f"{record.key}.cls", str(record.cls).encode())
 
     def close(self, items: list[PlannedRow | Reject]) -> None:
         import pyarrow as pa
@@ -258,14 +276,17 @@ class WebDatasetWriter(ShardWriter):
 class ParquetImageWriter(ShardWriter):
     """NAME.parquet: a row per image, image as {bytes, path} (HF `datasets` Image feature)."""
 
-    def __init__(self, files: ShardFiles, shard_name: str, image_format: str):
+    def __init__(self, files: ShardFiles, shard_name: str, image_format: str,
+                 labels: tuple[str, ...] = ()):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        super().__init__(files, shard_name, image_format)
-        fields = [(name, getattr(pa, kind)()) for name, kind in _RECORD_COLUMNS]
+        super().__init__(files, shard_name, image_format, labels)
+        columns = _RECORD_COLUMNS + (_LABEL_COLUMNS if labels else ())
+        fields = [(name, getattr(pa, kind)()) for name, kind in columns]
         image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-        self._schema = pa.schema(fields + [("image", image)], metadata=_hf_features_metadata())
+        self._schema = pa.schema(fields + [("image", image)],
+                                 metadata=_hf_features_metadata(labels))
         self._stream = files.create(f"{shard_name}.parquet")
         self._writer = pq.ParquetWriter(
             self._stream, self._schema, compression="zstd", compression_level=3,
@@ -276,6 +297,9 @@ class ParquetImageWriter(ShardWriter):
     def add_image(self, record: ImageRecord, data: bytes) -> None:
         # The image-to-image keys a text-to-image record leaves out are null columns here.
         row = {**dict.fromkeys(IMAGE_INPUT_KEYS), **_flat_record(record)}
+        if not self.labels:
+            for name in LABEL_KEYS:
+                row.pop(name, None)
         row["image"] = {"bytes": data, "path": f"{record.key}.{self.ext}"}
         self._rows.append(row)
         if len(self._rows) >= _PARQUET_ROW_GROUP:
@@ -294,12 +318,16 @@ class ParquetImageWriter(ShardWriter):
         self._stream.close()
 
 
-def _hf_features_metadata() -> dict[bytes, bytes]:
-    """Schema metadata that makes HF `datasets` decode the `image` column as images."""
+def _hf_features_metadata(labels: tuple[str, ...] = ()) -> dict[bytes, bytes]:
+    """Schema metadata that makes HF `datasets` decode the `image` column as images (and a
+    labelled dataset's `cls` as a ClassLabel of its names)."""
     kinds = {"string": "string", "int64": "int64", "float64": "float64"}
     features: dict[str, Any] = {
         name: {"dtype": kinds[kind], "_type": "Value"} for name, kind in _RECORD_COLUMNS
     }
+    if labels:
+        features["label"] = {"dtype": "string", "_type": "Value"}
+        features["cls"] = {"names": list(labels), "_type": "ClassLabel"}
     features["image"] = {"_type": "Image"}
     return {b"huggingface": dumps_stable({"info": {"features": features}}).encode()}
 
@@ -311,8 +339,9 @@ class ImageFolderWriter(ShardWriter):
     the root `metadata.jsonl` when the job completes (resume.write_imagefolder_metadata).
     """
 
-    def __init__(self, files: ShardFiles, shard_name: str, image_format: str):
-        super().__init__(files, shard_name, image_format)
+    def __init__(self, files: ShardFiles, shard_name: str, image_format: str,
+                 labels: tuple[str, ...] = ()):
+        super().__init__(files, shard_name, image_format, labels)
         self._lines: list[str] = []
 
     def add_image(self, record: ImageRecord, data: bytes) -> None:
