@@ -5,7 +5,5 @@ pipeline as `jaxgen generate`; a filter on the worker drops images that fail a c
 records why (filters.py).
 """
 
-from jaxgen.augment.inputs import LabelledImage, read_labelled
-from jaxgen.augment.recipe import Recipe, load_recipe
-
-__all__ = ["LabelledImage", "Recipe", "load_recipe", "read_labelled"]
+# Nothing is imported here: `jaxgen augment --help` must not import Beam (its import-time
+# warnings would reach the console before jaxgen's filters are set).

@@ -23,9 +23,9 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from jaxgen.augment.recipe import INPUT_FORMATS
 from jaxgen.dataset.manifest import ManifestError, match_manifest
 
-INPUT_FORMATS = ("auto", "imagefolder", "webdataset", "parquet")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 LABEL_KEYS = ("label", "cls")  # the label member / column, first found
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]+")

@@ -37,6 +37,9 @@ import yaml
 from jaxgen.dataset.suggest import did_you_mean
 from jaxgen.requests import SAMPLERS, ConfigError
 
+# The labelled-dataset formats `--input` reads (jaxgen.augment.inputs); "auto" tells them apart.
+INPUT_FORMATS = ("auto", "imagefolder", "webdataset", "parquet")
+
 KINDS = ("img2img", "text2img")
 DEFAULT_TEMPLATE = "a photo of a {label}"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from jaxgen.augment.inputs import INPUT_FORMATS
+from jaxgen.augment.recipe import INPUT_FORMATS
 from jaxgen.augment.recipe import __doc__ as RECIPE_DOC
 from jaxgen.cli.progress import EXIT_SOME_REJECTED, exit_statuses_help
 from jaxgen.dataset.config import IMAGE_FORMATS, OUTPUT_FORMATS, JobConfig
