@@ -301,6 +301,10 @@ class ParquetImageWriter(ShardWriter):
         if not self.labels:
             for name in LABEL_KEYS:
                 row.pop(name, None)
+        # pyarrow drops a key the schema lacks without a word: a record field with no column
+        # is this writer's bug, so it stops here rather than vanishing from the dataset.
+        if extra := row.keys() - set(self._schema.names):
+            raise ValueError(f"parquet has no column for record field(s) {sorted(extra)}")
         row["image"] = {"bytes": data, "path": f"{record.key}.{self.ext}"}
         self._rows.append(row)
         if len(self._rows) >= _PARQUET_ROW_GROUP:

@@ -40,6 +40,7 @@ from jaxgen.shapes import (
     score,
 )
 from jaxgen.shapes.analyse import match_objects
+from jaxgen.shapes.captions import PAIR_OMITTABLE, SINGLE_OMITTABLE
 
 OBJECT_ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position")
 SCENE_ATTRIBUTES: tuple[str, ...] = ("count", "background", "relation")
@@ -345,10 +346,8 @@ def omission_patterns() -> tuple[tuple[int | None, frozenset[str]], ...]:
     One object: any non-empty subset of shape, colour, size, position, background; two: of
     shape, colour, size, relation, background; any count: the background only, or nothing.
     """
-    single = ("shape", "colour", "size", "position", "background")
-    pair = ("shape", "colour", "size", "relation", "background")
     patterns: list[tuple[int | None, frozenset[str]]] = []
-    for n, attributes in ((1, single), (2, pair)):
+    for n, attributes in ((1, SINGLE_OMITTABLE), (2, PAIR_OMITTABLE)):
         patterns += [(n, frozenset(a for bit, a in enumerate(attributes) if mask >> bit & 1))
                      for mask in range(1, 2 ** len(attributes))]
     everything = frozenset({"count", "relation", *OBJECT_ATTRIBUTES})

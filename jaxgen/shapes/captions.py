@@ -58,6 +58,9 @@ POSITION_IN: dict[str, str] = {
 OMITTABLE: tuple[str, ...] = (
     "shape", "colour", "size", "position", "background", "relation", "count",
 )  # fmt: skip
+# What a one-object and a two-object caption can leave out while keeping its objects.
+SINGLE_OMITTABLE: tuple[str, ...] = ("shape", "colour", "size", "position", "background")
+PAIR_OMITTABLE: tuple[str, ...] = ("shape", "colour", "size", "relation", "background")
 SHAPE_WORD = "shape"  # names a left-out shape
 # Words that only under-specified captions use, for a vocabulary built from the templates.
 UNDER_SPECIFIED_WORDS: tuple[str, ...] = (

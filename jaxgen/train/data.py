@@ -14,16 +14,20 @@ from typing import Any
 import numpy as np
 
 from jaxgen.shapes import PAIR_TEMPLATES, SINGLE_TEMPLATES, caption, render, sample_scene
-from jaxgen.shapes.captions import POSITION_AT, POSITION_IN, RELATION_PHRASES, SIZE_WORDS
+from jaxgen.shapes.captions import (
+    PAIR_OMITTABLE,
+    POSITION_AT,
+    POSITION_IN,
+    RELATION_PHRASES,
+    SINGLE_OMITTABLE,
+    SIZE_WORDS,
+)
 from jaxgen.shapes.scene import COLOURS, SHAPES
 from jaxgen.shapes.split import TRAIN_SEED_LIMIT, ShapesData
 from jaxgen.train.wording import vary_wording
 from jaxgen.weights.tokenizer import tokenize, write_clip_tokenizer
 
 # Words the parser understands beyond the templates, so free-form prompts stay one token a word.
-# What an under-specified caption may leave out (a pair's positions follow from its relation).
-_FREE_SINGLE = ("shape", "colour", "size", "position", "background")
-_FREE_PAIR = ("shape", "colour", "size", "relation", "background")
 _EXTRA_WORDS = ("tiny", "upper", "lower", "centre", "middle", "under", "backdrop", "an", "and")
 
 
@@ -99,7 +103,7 @@ def under_specified_omissions(data: ShapesData, seed: int, num_objects: int) -> 
         return frozenset()
     if rng.random() < 0.1:
         return frozenset({"count"})
-    attributes = _FREE_SINGLE if num_objects == 1 else _FREE_PAIR
+    attributes = SINGLE_OMITTABLE if num_objects == 1 else PAIR_OMITTABLE
     return frozenset(a for a, left_out in zip(attributes, rng.random(len(attributes)) < 0.5,
                                               strict=True) if left_out)
 
