@@ -33,6 +33,7 @@ from jaxgen.train.config import TrainConfig, read_yaml
 from jaxgen.train.data import (
     scene_seeds,
     shapes_batch,
+    states_no_objects,
     training_caption,
     write_shapes_tokenizer,
 )
@@ -227,6 +228,22 @@ def test_two_object_share_sets_each_batchs_mix_of_scenes():
     assert 0 < pairs(DATA, 0) < 32  # without it, as the seeds fall
     with pytest.raises(ValueError, match=r"data two_object_share=1.5: must be in \[0, 1\]"):
         ShapesData(two_object_share=1.5)
+
+
+def test_with_under_specified_captions_the_pair_share_binds_only_captions_that_state_objects():
+    # The empty prompt learns the domain's own mix, so scenes whose caption states no objects
+    # (dropped, or background only) are taken as they fall; the share sets the others' mix.
+    data = dataclasses.replace(DATA, two_object_share=0.75, under_specified=0.3)
+    seeds = [int(s) for step in range(40) for s in scene_seeds(data, step, 32)]
+    counts = {(states_no_objects(data, s), len(sample_scene(s).objects)): 0 for s in seeds}
+    for s in seeds:
+        counts[(states_no_objects(data, s), len(sample_scene(s).objects))] += 1
+    silent = counts[(True, 1)] + counts[(True, 2)]
+    assert silent > 100
+    assert 0.35 < counts[(True, 2)] / silent < 0.65  # the domain's mix (about half pairs)
+    stated = counts[(False, 1)] + counts[(False, 2)]
+    assert counts[(False, 2)] / stated > 0.65  # held to the share
+    assert np.array_equal(scene_seeds(data, 7, 32), scene_seeds(data, 7, 32))  # pure
 
 
 def test_every_template_fits_the_shapes_tokenizer_untruncated(tiny):

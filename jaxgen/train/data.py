@@ -64,17 +64,33 @@ def scene_seeds(data: ShapesData, step: int, batch_size: int) -> np.ndarray:
     while len(seeds) < batch_size:
         seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
         n = len(sample_scene(seed).objects)
-        if room[n]:
+        if data.under_specified and states_no_objects(data, seed):
+            # The empty prompt (and "a white background") must learn the domain's own mix of
+            # one and two objects, so the share applies to captions that state objects only.
+            seeds.append(seed)
+        elif room[n]:
             room[n] -= 1
             seeds.append(seed)
     return np.array(seeds)
 
 
+def states_no_objects(data: ShapesData, seed: int) -> bool:
+    """Whether training scene `seed`'s caption leaves its objects out (dropped, or background
+    only)."""
+    if _caption_stream(data, seed).random() < data.caption_dropout:
+        return True
+    return "count" in under_specified_omissions(data, seed, len(sample_scene(seed).objects))
+
+
+def _caption_stream(data: ShapesData, seed: int) -> np.random.Generator:
+    # Its own stream, so the caption choices never shift the scene or vice versa.
+    return np.random.default_rng([seed, data.seed, 0x74726E])
+
+
 def training_caption(data: ShapesData, seed: int) -> str:
     """The caption of training scene `seed`: a training template, or "" (caption dropout)."""
     scene = sample_scene(seed)
-    # Its own stream, so the caption choices never shift the scene or vice versa.
-    rng = np.random.default_rng([seed, data.seed, 0x74726E])
+    rng = _caption_stream(data, seed)
     if rng.random() < data.caption_dropout:
         return ""
     allowed = data.train_templates(len(scene.objects))
