@@ -42,7 +42,13 @@ from jaxgen.engine.sharding import (
 )
 from jaxgen.engine.types import GeneratedImage
 from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES, ImageInputs, load_image_inputs
-from jaxgen.requests import GenerationRequest, RequestError, stable_seed, validate_request
+from jaxgen.requests import (
+    MICRO_CONDITIONING,
+    GenerationRequest,
+    RequestError,
+    stable_seed,
+    validate_request,
+)
 from jaxgen.weights.model_dir import DiffusionModel, load_model
 from jaxgen.weights.tokenizer import tokenize
 
@@ -219,6 +225,11 @@ class Generator:
             raise RequestError("prompt_2", request.prompt_2,
                                f"model {self.model_name!r} has one text encoder; prompt_2 is "
                                "for SDXL models")
+        for name in MICRO_CONDITIONING:
+            if getattr(request, name) is not None and self.model.family != "sdxl":
+                raise RequestError(name, getattr(request, name),
+                                   f"model {self.model_name!r} is not an SDXL model; {name} is "
+                                   "SDXL's micro-conditioning")
         if self.model.unet.in_channels != self.model.vae.latent_channels and \
                 request.mode != "inpainting":
             field = "init_image" if request.init_image is None else "mask_image"
@@ -351,15 +362,15 @@ class Generator:
         return spec
 
     def _sdxl_fields(self, padded: list[_Item]) -> dict[str, np.ndarray]:
-        """The second tokenizer's ids, the micro-conditioning time ids (both branches the
-        same, as diffusers' defaults), and force_zeros_for_empty_prompt's negative zeros."""
-        time_ids = np.stack([sdxl.micro_conditioning(it.request.height, it.request.width)
-                             for it in padded])
+        """The second tokenizer's ids, each branch's micro-conditioning time ids (inputs, so
+        items of different micro-conditioning share a batch), and
+        force_zeros_for_empty_prompt's negative zeros."""
+        cond, uncond = zip(*(sdxl.time_ids(it.request) for it in padded), strict=True)
         zero = [self.model.force_zeros_for_empty_prompt and not it.request.negative_prompt
                 for it in padded]
         return {"cond_ids_2": np.stack([it.ids_2[0] for it in padded]),
                 "uncond_ids_2": np.stack([it.ids_2[1] for it in padded]),
-                "time_ids": time_ids, "uncond_time_ids": time_ids,
+                "time_ids": np.stack(cond), "uncond_time_ids": np.stack(uncond),
                 "uncond_zero": np.array(zero, np.bool_)}
 
     def _program(self, spec: SamplingSpec):

@@ -3,8 +3,9 @@
 As diffusers' StableDiffusionXLPipeline: each prompt through both text encoders, their
 hidden_states[-2] (no final layer norm) concatenated on features as the context; the second
 encoder's projected pooled output and six micro-conditioning time ids (original size, crop
-top-left, target size) as the UNet's added conditions. With force_zeros_for_empty_prompt, an
-item without a negative prompt has zeros for its negative context and pooled embeddings.
+top-left, target size; the negative branch its own) as the UNet's added conditions. With
+force_zeros_for_empty_prompt, an item without a negative prompt has zeros for its negative
+context and pooled embeddings.
 """
 
 from __future__ import annotations
@@ -16,14 +17,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.models import CLIPTextModel, CLIPTextModelWithProjection
+from jaxgen.requests import GenerationRequest
 
 HIDDEN_LAYER = -2  # SDXL conditions on the penultimate layer of both encoders
 
 
-def micro_conditioning(height: int, width: int) -> np.ndarray:
-    """float32 [6] time ids: (original size, crop top-left, target size), diffusers' defaults
-    (the output size as original and target, no crop)."""
-    return np.array([height, width, 0, 0, height, width], np.float32)
+def micro_conditioning(request: GenerationRequest) -> dict[str, tuple[int, int]]:
+    """The request's six micro-conditioning pairs by diffusers' argument names, each filled
+    in: original and target size (height, width) and crop (0, 0) as diffusers' defaults, each
+    negative_* its positive."""
+    size = (request.height, request.width)
+    values = {"original_size": request.original_size or size,
+              "crops_coords_top_left": request.crops_coords_top_left or (0, 0),
+              "target_size": request.target_size or size}
+    for name in tuple(values):
+        values[f"negative_{name}"] = getattr(request, f"negative_{name}") or values[name]
+    return {name: tuple(pair) for name, pair in values.items()}
+
+
+def time_ids(request: GenerationRequest) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [6] time ids (original size, crop top-left, target size) of the conditional and
+    of the negative branch."""
+    m = micro_conditioning(request)
+    return (np.array([*m["original_size"], *m["crops_coords_top_left"], *m["target_size"]],
+                     np.float32),
+            np.array([*m["negative_original_size"], *m["negative_crops_coords_top_left"],
+                      *m["negative_target_size"]], np.float32))
 
 
 def encode_branch(text: CLIPTextModel, text_2: CLIPTextModelWithProjection, params: Any,

@@ -26,11 +26,12 @@ from unittest import mock
 import numpy as np
 
 from jaxgen.default_model import RECOMMENDED
+from jaxgen.engine import sdxl
 from jaxgen.engine.denoise import ENCODE_NOISE, MASKED_ENCODE_NOISE, initial_noise
 from jaxgen.engine.inputs import noise_ids
 from jaxgen.eval.shapes_eval import Generate
 from jaxgen.images import ImageInputs
-from jaxgen.requests import GenerationRequest
+from jaxgen.requests import MICRO_CONDITIONING, GenerationRequest
 from jaxgen.weights.model_dir import SDXL_PIPELINES as SDXL_CLASSES
 from jaxgen.weights.model_dir import model_root
 
@@ -116,6 +117,15 @@ class DiffusersPeer:
         indices = list(range(request.num_images)) if indices is None else indices
         return np.stack([self._one(request, inputs, k) for k in indices])
 
+    @staticmethod
+    def _micro_conditioning(r: GenerationRequest) -> dict[str, Any]:
+        """All six pairs, filled in as jaxgen fills them, when the request gives any: diffusers'
+        own defaults for the negatives differ between its pipelines (the base pipeline ignores
+        negative sizes unless both are given; Img2Img's negative crop is (0, 0))."""
+        if all(getattr(r, name) is None for name in MICRO_CONDITIONING):
+            return {}
+        return sdxl.micro_conditioning(r)
+
     def _one(self, r: GenerationRequest, inputs: ImageInputs | None, index: int) -> np.ndarray:
         torch = self.torch
         f = self.vae_factor
@@ -126,6 +136,7 @@ class DiffusersPeer:
         pipe = self.pipeline(r.mode, r.sampler)
         common = dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
                       **({"prompt_2": r.prompt_2} if r.prompt_2 is not None else {}),
+                      **self._micro_conditioning(r),
                       num_inference_steps=r.steps, guidance_scale=r.guidance,
                       generator=torch.Generator().manual_seed(int(r.seed)), output_type="np")
         with torch.inference_mode():
