@@ -37,6 +37,8 @@ MAX_CONDITIONING_SIDE = 2**16
 MICRO_CONDITIONING = ("original_size", "crops_coords_top_left", "target_size",
                       "negative_original_size", "negative_crops_coords_top_left",
                       "negative_target_size")
+# An SDXL refiner's aesthetic-score conditioning, as diffusers' Img2Img pipeline takes it.
+AESTHETIC_SCORES = ("aesthetic_score", "negative_aesthetic_score")
 
 
 class ConfigError(ValueError):
@@ -89,6 +91,9 @@ class GenerationRequest:
     negative_original_size: tuple[int, int] | None = None
     negative_crops_coords_top_left: tuple[int, int] | None = None
     negative_target_size: tuple[int, int] | None = None
+    # SDXL refiner (a model with requires_aesthetics_score): None gives diffusers' 6.0 / 2.5.
+    aesthetic_score: float | None = None
+    negative_aesthetic_score: float | None = None
 
     def __post_init__(self) -> None:
         for name in MICRO_CONDITIONING:  # a JSON list and a tuple are the same pair
@@ -161,6 +166,10 @@ def validate_request(
             raise RequestError(name, ref, "must be a non-empty path or URI")
     for name in MICRO_CONDITIONING:
         _check_pair(name, getattr(r, name))
+    for name in AESTHETIC_SCORES:
+        score = getattr(r, name)
+        if score is not None and (not _is_number(score) or not math.isfinite(score)):
+            raise RequestError(name, score, "must be a finite number")
     if r.mask_image is not None and r.init_image is None:
         raise RequestError("mask_image", r.mask_image, "is given without an init_image to repaint")
     if not _is_number(r.strength) or not 0.0 < r.strength <= 1.0:
@@ -238,6 +247,10 @@ REQUEST_FIELDS = (
           "original_size of the negative branch (default: original_size)",
           "crops_coords_top_left of the negative branch (default: crops_coords_top_left)",
           "target_size of the negative branch (default: target_size)"), strict=True)),
+    RequestField("aesthetic_score", float, "SDXL refiner: the aesthetic score to aim for "
+                 "(default: 6.0)", defaultable=False),
+    RequestField("negative_aesthetic_score", float, "SDXL refiner: the negative branch's "
+                 "aesthetic score (default: 2.5)", defaultable=False),
 )
 # Row fields whose default the job may set: prompt, seed and id always come from the row.
 DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
@@ -264,9 +277,10 @@ def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationReques
             key += f"\x1f{r.init_image}\x1f{r.strength}\x1f{r.mask_image}"
         if r.prompt_2 is not None:  # and so do those without a second prompt
             key += f"\x1fprompt_2:{r.prompt_2}"
-        for name in MICRO_CONDITIONING:  # and those without micro-conditioning
-            if getattr(r, name) is not None:
-                key += f"\x1f{name}:{list(getattr(r, name))}"
+        for name in (*MICRO_CONDITIONING, *AESTHETIC_SCORES):  # and those without these
+            value = getattr(r, name)
+            if value is not None:
+                key += f"\x1f{name}:{list(value) if name in MICRO_CONDITIONING else value}"
     else:
         key = f"row:{place}"
     digest = hashlib.blake2b(f"{job_seed}:{key}".encode(), digest_size=8).digest()

@@ -54,6 +54,8 @@ VALID = {  # a plausible value of each field, so that many rows get through to a
     "prompt_2": st.text(max_size=10),
     **{name: st.lists(st.integers(0, 64), min_size=2, max_size=2)
        for name in MICRO_CONDITIONING},
+    "aesthetic_score": st.floats(0, 10),
+    "negative_aesthetic_score": st.floats(0, 10),
 }
 assert set(VALID) == {f.name for f in REQUEST_FIELDS}
 NAMES = sorted(VALID) + sorted(FIELD_ALIASES)

@@ -11,7 +11,7 @@ bytes (`init_image`, `init_image_sha256`), the mask's (`mask_image`, `mask_image
 `strength` and the `resize` policy that fitted them; a text-to-image record has none of these
 keys, so its bytes are what they were before the modes existed. Width and height are the
 image's, as generated (an init image's own size when the row gave none). An SDXL row's
-prompt_2 and micro-conditioning pairs are there when the row gives them.
+prompt_2, micro-conditioning pairs and aesthetic scores are there when the row gives them.
 
 Image bytes are deterministic: no timestamps in the files (PIL writes no tIME chunk unless
 asked), fixed encoder settings.
@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgen.dataset.plan import PlannedRow
-from jaxgen.requests import MICRO_CONDITIONING, SAMPLER_DISPLAY_NAMES, GenerationRequest
+from jaxgen.requests import (
+    AESTHETIC_SCORES,
+    MICRO_CONDITIONING,
+    SAMPLER_DISPLAY_NAMES,
+    GenerationRequest,
+)
 
 if TYPE_CHECKING:
     from jaxgen.images import ImageInputs
@@ -80,6 +85,9 @@ class ImageRecord:
     negative_original_size: list[int] | None = None
     negative_crops_coords_top_left: list[int] | None = None
     negative_target_size: list[int] | None = None
+    # An SDXL refiner's aesthetic scores, each when the row gives it.
+    aesthetic_score: float | None = None
+    negative_aesthetic_score: float | None = None
     # A labelled dataset's only (JobConfig.labels): the class name and its index.
     label: str | None = None
     cls: int | None = None
@@ -125,6 +133,8 @@ class ImageRecord:
             prompt_2=r.prompt_2,
             **{name: list(getattr(r, name)) for name in MICRO_CONDITIONING
                if getattr(r, name) is not None},
+            **{name: float(getattr(r, name)) for name in AESTHETIC_SCORES
+               if getattr(r, name) is not None},
             **image_fields,
         )
 
@@ -135,7 +145,8 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *MICRO_CONDITIONING, *LABEL_KEYS):
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *MICRO_CONDITIONING, *AESTHETIC_SCORES,
+                     *LABEL_KEYS):
             if record[name] is None:
                 del record[name]
         return record

@@ -5,7 +5,9 @@ hidden_states[-2] (no final layer norm) concatenated on features as the context;
 encoder's projected pooled output and six micro-conditioning time ids (original size, crop
 top-left, target size; the negative branch its own) as the UNet's added conditions. With
 force_zeros_for_empty_prompt, an item without a negative prompt has zeros for its negative
-context and pooled embeddings.
+context and pooled embeddings. A refiner (no text_encoder; requires_aesthetics_score)
+conditions on text_encoder_2 alone and on five time ids: original size, crop top-left and an
+aesthetic score.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from jaxgen.models import CLIPTextModel, CLIPTextModelWithProjection
 from jaxgen.requests import GenerationRequest
 
 HIDDEN_LAYER = -2  # SDXL conditions on the penultimate layer of both encoders
+# diffusers' StableDiffusionXLImg2ImgPipeline defaults.
+DEFAULT_AESTHETIC_SCORE, DEFAULT_NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5
 
 
 def micro_conditioning(request: GenerationRequest) -> dict[str, tuple[int, int]]:
@@ -35,40 +39,61 @@ def micro_conditioning(request: GenerationRequest) -> dict[str, tuple[int, int]]
     return {name: tuple(pair) for name, pair in values.items()}
 
 
-def time_ids(request: GenerationRequest) -> tuple[np.ndarray, np.ndarray]:
-    """float32 [6] time ids (original size, crop top-left, target size) of the conditional and
-    of the negative branch."""
+def aesthetic_scores(request: GenerationRequest) -> tuple[float, float]:
+    """(aesthetic_score, negative_aesthetic_score), diffusers' 6.0 and 2.5 where not given."""
+    score, negative = request.aesthetic_score, request.negative_aesthetic_score
+    return (DEFAULT_AESTHETIC_SCORE if score is None else float(score),
+            DEFAULT_NEGATIVE_AESTHETIC_SCORE if negative is None else float(negative))
+
+
+def time_ids(request: GenerationRequest, aesthetic: bool = False) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """float32 time ids of the conditional and of the negative branch: [6] (original size,
+    crop top-left, target size), or [5] (original size, crop top-left, aesthetic score) for a
+    model with requires_aesthetics_score (a refiner)."""
     m = micro_conditioning(request)
-    return (np.array([*m["original_size"], *m["crops_coords_top_left"], *m["target_size"]],
-                     np.float32),
+    if aesthetic:
+        score, negative = aesthetic_scores(request)
+        last, negative_last = (score,), (negative,)
+    else:
+        last, negative_last = m["target_size"], m["negative_target_size"]
+    return (np.array([*m["original_size"], *m["crops_coords_top_left"], *last], np.float32),
             np.array([*m["negative_original_size"], *m["negative_crops_coords_top_left"],
-                      *m["negative_target_size"]], np.float32))
+                      *negative_last], np.float32))
 
 
-def encode_branch(text: CLIPTextModel, text_2: CLIPTextModelWithProjection, params: Any,
+def encode_branch(text: CLIPTextModel | None, text_2: CLIPTextModelWithProjection, params: Any,
                   ids: jax.Array, ids_2: jax.Array,
                   zero: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """(context [B, T, D1 + D2], pooled [B, P]) of one branch; `zero` (bool [B]) replaces an
-    item's with zeros (a negative branch under force_zeros_for_empty_prompt)."""
-    hidden, _ = text.apply({"params": params["text_encoder"]}, ids, hidden_layer=HIDDEN_LAYER)
+    item's with zeros (a negative branch under force_zeros_for_empty_prompt). A refiner (text
+    None): the context is text_encoder_2's alone [B, T, D2], from `ids_2`."""
     hidden_2, pooled = text_2.apply({"params": params["text_encoder_2"]}, ids_2,
                                     hidden_layer=HIDDEN_LAYER)
-    context = jnp.concatenate([hidden, hidden_2.astype(hidden.dtype)], axis=-1)
+    context = hidden_2
+    if text is not None:
+        hidden, _ = text.apply({"params": params["text_encoder"]}, ids,
+                               hidden_layer=HIDDEN_LAYER)
+        context = jnp.concatenate([hidden, hidden_2.astype(hidden.dtype)], axis=-1)
     if zero is not None:
         context = jnp.where(zero[:, None, None], 0, context).astype(context.dtype)
         pooled = jnp.where(zero[:, None], 0, pooled).astype(pooled.dtype)
     return context, pooled
 
 
-def conditions(text: CLIPTextModel, text_2: CLIPTextModelWithProjection, params: Any,
+def conditions(text: CLIPTextModel | None, text_2: CLIPTextModelWithProjection, params: Any,
                inputs: Any, guided: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     """(context, the UNet's added conditions) of both branches, unconditional first (the
-    order of the guided batch), or of the conditional branch alone (guidance 1)."""
-    context, pooled = encode_branch(text, text_2, params, inputs.cond_ids, inputs.cond_ids_2)
+    order of the guided batch), or of the conditional branch alone (guidance 1). A refiner's
+    only tokens (text_encoder_2's) are cond_ids / uncond_ids."""
+    refiner = text is None
+    ids_2 = inputs.cond_ids if refiner else inputs.cond_ids_2
+    context, pooled = encode_branch(text, text_2, params, inputs.cond_ids, ids_2)
     time_ids = inputs.time_ids
     if guided:
+        uncond_2 = inputs.uncond_ids if refiner else inputs.uncond_ids_2
         neg_context, neg_pooled = encode_branch(text, text_2, params, inputs.uncond_ids,
-                                                inputs.uncond_ids_2, inputs.uncond_zero)
+                                                uncond_2, inputs.uncond_zero)
         context = jnp.concatenate([neg_context, context])
         pooled = jnp.concatenate([neg_pooled, pooled])
         time_ids = jnp.concatenate([inputs.uncond_time_ids, time_ids])

@@ -73,10 +73,14 @@ class DiffusersPeer:
         index = json.loads((model_root(model_dir) / "model_index.json").read_text())
         self.sdxl = index.get("_class_name") in SDXL_CLASSES
         self._force_zeros = index.get("force_zeros_for_empty_prompt", True)
+        # A refiner: Img2Img and Inpaint pipelines with aesthetic-score time ids.
+        self._aesthetic = bool(index.get("requires_aesthetics_score", False))
         if self.sdxl:
             # An invisible watermark would alter the images jaxgen is compared with.
-            base = self.diffusers.StableDiffusionXLPipeline.from_pretrained(
-                str(model_dir), add_watermarker=False, dtype=self.torch.float32)
+            loader = self.diffusers.StableDiffusionXLImg2ImgPipeline if self._aesthetic else \
+                self.diffusers.StableDiffusionXLPipeline
+            base = loader.from_pretrained(str(model_dir), add_watermarker=False,
+                                          dtype=self.torch.float32)
         else:
             base = self.diffusers.StableDiffusionPipeline.from_pretrained(
                 str(model_dir), safety_checker=None, requires_safety_checker=False,
@@ -97,6 +101,8 @@ class DiffusersPeer:
                 names, extra = SDXL_PIPELINES, {
                     "add_watermarker": False,
                     "force_zeros_for_empty_prompt": self._force_zeros}
+                if mode != "text-to-image":
+                    extra["requires_aesthetics_score"] = self._aesthetic
             pipe = getattr(self.diffusers, names[mode])(
                 **{**self.components, "scheduler": scheduler}, **extra)
             pipe.set_progress_bar_config(disable=True)
@@ -154,6 +160,9 @@ class DiffusersPeer:
                     eps = [*eps, masked] if uses_image else [masked]
                 image = Image.fromarray(inputs.image)
                 extra: dict[str, Any] = dict(image=image, strength=r.strength)
+                if self._aesthetic:
+                    score, negative = sdxl.aesthetic_scores(r)
+                    extra |= dict(aesthetic_score=score, negative_aesthetic_score=negative)
                 if r.mode == "inpainting":
                     mask = np.round(np.asarray(inputs.mask) * 255).astype(np.uint8)
                     extra |= dict(mask_image=Image.fromarray(mask, "L"), height=r.height,
