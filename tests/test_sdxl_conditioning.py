@@ -104,3 +104,23 @@ def test_micro_conditioning_matches_stable_diffusion_xl_pipeline_in_one_program(
         print(f"micro-conditioning {image.request.original_size}: max {error}/255")
         assert error <= 2
         assert image.image.std() > 0
+
+
+def test_hf_datasets_reads_the_pairs_back_from_parquet(tmp_path):
+    """A pair is a list<int64> column, null where the row gave none."""
+    import datasets
+
+    from jaxgen.beam.pipeline import run_pipeline
+    from tests.fake_generator import FakeSpec
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"prompt": "a", "seed": 1, "original_size": [64, 32]}\n'
+                        '{"prompt": "b", "seed": 2}\n')
+    config = JobConfig(manifest=str(manifest), output=str(tmp_path / "out"),
+                       output_format="parquet",
+                       defaults={"height": 16, "width": 16, "steps": 2})
+    run_pipeline(config, FakeSpec())
+    files = [str(p) for p in sorted((tmp_path / "out").glob("*.parquet"))]
+    ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert ds["original_size"] == [[64, 32], None]

@@ -334,8 +334,9 @@ def _hf_features_metadata(labels: tuple[str, ...] = ()) -> dict[bytes, bytes]:
     labelled dataset's `cls` as a ClassLabel of its names)."""
     value = {"string": "string", "int64": "int64", "float64": "float64"}
     features: dict[str, Any] = {
-        name: {"feature": {"dtype": "int64", "_type": "Value"}, "length": 2,
-               "_type": "Sequence"} if kind == "pair" else
+        # A pair: list<int64> as written (a fixed length would make HF cast the column).
+        name: {"feature": {"dtype": "int64", "_type": "Value"}, "_type": "Sequence"}
+        if kind == "pair" else
         {"dtype": value[kind], "_type": "Value"} for name, kind in _RECORD_COLUMNS
     }
     if labels:
