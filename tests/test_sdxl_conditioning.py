@@ -124,3 +124,15 @@ def test_hf_datasets_reads_the_pairs_back_from_parquet(tmp_path):
     ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train",
                                cache_dir=str(tmp_path / "hf"))
     assert ds["original_size"] == [[64, 32], None]
+
+
+def test_negative_micro_conditioning_of_its_own_keeps_guidance_with_the_same_text():
+    """Prompt equal to negative prompt runs one unguided branch, unless the negative branch's
+    time ids differ."""
+    from jaxgen.engine.grouping import SamplingSpec
+
+    same = dict(prompt="a", negative_prompt="a", height=16, width=16)
+    assert not SamplingSpec.of(GenerationRequest(**same)).guided
+    assert not SamplingSpec.of(GenerationRequest(**same, original_size=(8, 8),
+                                                 negative_original_size=(8, 8))).guided
+    assert SamplingSpec.of(GenerationRequest(**same, negative_target_size=(8, 8))).guided
