@@ -29,6 +29,16 @@ MAX_STEPS = 1000
 MAX_SIDE = 4096
 MAX_IMAGES_PER_REQUEST = 64
 MAX_SEED = 2**63 - 1
+# SDXL micro-conditioning sizes describe the training image, which may be larger than any output.
+MAX_CONDITIONING_SIDE = 2**16
+
+# SDXL's micro-conditioning row fields, as diffusers' StableDiffusionXLPipeline takes them:
+# [height, width] sizes and a [top, left] crop, each negative_* for the negative branch.
+MICRO_CONDITIONING = ("original_size", "crops_coords_top_left", "target_size",
+                      "negative_original_size", "negative_crops_coords_top_left",
+                      "negative_target_size")
+# An SDXL refiner's aesthetic-score conditioning, as diffusers' Img2Img pipeline takes it.
+AESTHETIC_SCORES = ("aesthetic_score", "negative_aesthetic_score")
 
 
 class ConfigError(ValueError):
@@ -73,6 +83,22 @@ class GenerationRequest:
     mask_image: str | None = None  # white = repaint, as diffusers
     # SDXL: the second text encoder's prompt; None: the prompt, as diffusers' prompt_2.
     prompt_2: str | None = None
+    # SDXL micro-conditioning (MICRO_CONDITIONING), as diffusers: None gives original and
+    # target size (height, width) and crop (0, 0); each negative_* defaults to its positive.
+    original_size: tuple[int, int] | None = None
+    crops_coords_top_left: tuple[int, int] | None = None
+    target_size: tuple[int, int] | None = None
+    negative_original_size: tuple[int, int] | None = None
+    negative_crops_coords_top_left: tuple[int, int] | None = None
+    negative_target_size: tuple[int, int] | None = None
+    # SDXL refiner (a model with requires_aesthetics_score): None gives diffusers' 6.0 / 2.5.
+    aesthetic_score: float | None = None
+    negative_aesthetic_score: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in MICRO_CONDITIONING:  # a JSON list and a tuple are the same pair
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def mode(self) -> str:
@@ -138,12 +164,29 @@ def validate_request(
         ref = getattr(r, name)
         if ref is not None and (not isinstance(ref, str) or not ref.strip()):
             raise RequestError(name, ref, "must be a non-empty path or URI")
+    for name in MICRO_CONDITIONING:
+        _check_pair(name, getattr(r, name))
+    for name in AESTHETIC_SCORES:
+        score = getattr(r, name)
+        if score is not None and (not _is_number(score) or not math.isfinite(score)):
+            raise RequestError(name, score, "must be a finite number")
     if r.mask_image is not None and r.init_image is None:
         raise RequestError("mask_image", r.mask_image, "is given without an init_image to repaint")
     if not _is_number(r.strength) or not 0.0 < r.strength <= 1.0:
         raise RequestError("strength", r.strength, "must be a number in (0, 1]: 0 would keep the "
                            "image unchanged, 1 repaints it from pure noise")
     return r
+
+
+def _check_pair(name: str, value: Any) -> None:
+    if value is None:
+        return
+    low = 0 if "crops" in name else 1
+    what = "[top, left]" if "crops" in name else "[height, width]"
+    if not isinstance(value, tuple | list) or len(value) != 2 or \
+            not all(_is_int(v) and low <= v <= MAX_CONDITIONING_SIDE for v in value):
+        raise RequestError(name, value, f"must be a pair {what} of integers in "
+                           f"[{low}, {MAX_CONDITIONING_SIDE}]")
 
 
 def _is_int(x: Any) -> bool:
@@ -195,6 +238,19 @@ REQUEST_FIELDS = (
                  defaultable=False),
     RequestField("prompt_2", str, "SDXL: the second text encoder's prompt (default: prompt)",
                  defaultable=False),
+    *(RequestField(name, tuple, f"SDXL micro-conditioning: {help}", defaultable=False)
+      for name, help in zip(MICRO_CONDITIONING, (
+          "[height, width] of the image the model is told it was trained from (default: "
+          "height, width)",
+          "[top, left] of the crop the model is told was taken (default: [0, 0])",
+          "[height, width] the model is told to aim for (default: height, width)",
+          "original_size of the negative branch (default: original_size)",
+          "crops_coords_top_left of the negative branch (default: crops_coords_top_left)",
+          "target_size of the negative branch (default: target_size)"), strict=True)),
+    RequestField("aesthetic_score", float, "SDXL refiner: the aesthetic score to aim for "
+                 "(default: 6.0)", defaultable=False),
+    RequestField("negative_aesthetic_score", float, "SDXL refiner: the negative branch's "
+                 "aesthetic score (default: 2.5)", defaultable=False),
 )
 # Row fields whose default the job may set: prompt, seed and id always come from the row.
 DEFAULTABLE_FIELDS = tuple(f.name for f in REQUEST_FIELDS if f.defaultable)
@@ -221,6 +277,10 @@ def stable_seed(job_seed: int, row_id: str | None, place: int | GenerationReques
             key += f"\x1f{r.init_image}\x1f{r.strength}\x1f{r.mask_image}"
         if r.prompt_2 is not None:  # and so do those without a second prompt
             key += f"\x1fprompt_2:{r.prompt_2}"
+        for name in (*MICRO_CONDITIONING, *AESTHETIC_SCORES):  # and those without these
+            value = getattr(r, name)
+            if value is not None:
+                key += f"\x1f{name}:{list(value) if name in MICRO_CONDITIONING else value}"
     else:
         key = f"row:{place}"
     digest = hashlib.blake2b(f"{job_seed}:{key}".encode(), digest_size=8).digest()

@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from jaxgen.dataset.manifest import ManifestFile, iter_rows, scan_ids
 from jaxgen.dataset.plan import STAGES, Reject
 from jaxgen.dataset.rows import row_to_request
-from jaxgen.requests import FIELD_ALIASES, REQUEST_FIELDS, RequestError, validate_request
+from jaxgen.requests import (
+    FIELD_ALIASES,
+    MICRO_CONDITIONING,
+    REQUEST_FIELDS,
+    RequestError,
+    validate_request,
+)
 from tests.hostile import MAX_LINE_BYTES, job, rejects, run_job, write_images
 
 # Any character, lone surrogates included (a JSON escape can carry them).
@@ -46,6 +52,10 @@ VALID = {  # a plausible value of each field, so that many rows get through to a
     "mask_image": st.sampled_from(["images/mask.png", "images/ok.png", "images/notes.png"]),
     "strength": st.floats(0, 1.5),
     "prompt_2": st.text(max_size=10),
+    **{name: st.lists(st.integers(0, 64), min_size=2, max_size=2)
+       for name in MICRO_CONDITIONING},
+    "aesthetic_score": st.floats(0, 10),
+    "negative_aesthetic_score": st.floats(0, 10),
 }
 assert set(VALID) == {f.name for f in REQUEST_FIELDS}
 NAMES = sorted(VALID) + sorted(FIELD_ALIASES)

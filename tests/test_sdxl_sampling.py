@@ -73,7 +73,8 @@ def test_a_request_without_prompt_2_keeps_its_seed():
 
 
 def test_micro_conditioning_is_original_size_crop_and_target_size():
-    assert sdxl.micro_conditioning(16, 24).tolist() == [16, 24, 0, 0, 16, 24]
+    cond, uncond = sdxl.time_ids(GenerationRequest("a", height=16, width=24))
+    assert cond.tolist() == uncond.tolist() == [16, 24, 0, 0, 16, 24]
 
 
 def test_an_item_without_negative_prompt_has_a_zero_negative_branch(model):

@@ -14,12 +14,14 @@ from tests.tiny_models import WORDS, perturb
 TEXT_1, TEXT_2, PROJECTION, TIME_DIM = 24, 32, 16, 8
 
 
-def unet_config(in_channels: int = 4, time_ids: int = 6) -> dict:
+def unet_config(in_channels: int = 4, time_ids: int = 6,
+                context: int = TEXT_1 + TEXT_2) -> dict:
     """SDXL's UNet choices at a tiny size: no attention at the finest level, per-block
-    transformer depth and heads, linear projections, text_time added embedding."""
+    transformer depth and heads, linear projections, text_time added embedding. A refiner's:
+    5 time ids, the context of text_encoder_2 alone."""
     return dict(
         sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(32, 64),
-        layers_per_block=1, norm_num_groups=8, cross_attention_dim=TEXT_1 + TEXT_2,
+        layers_per_block=1, norm_num_groups=8, cross_attention_dim=context,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4),
@@ -28,11 +30,14 @@ def unet_config(in_channels: int = 4, time_ids: int = 6) -> dict:
         projection_class_embeddings_input_dim=PROJECTION + time_ids * TIME_DIM)
 
 
-def build(out_dir: Path, seed: int = 0, in_channels: int = 4) -> Path:
-    """in_channels 9: an SDXL-inpainting-style UNet (latents, mask, masked-image latents)."""
+def build(out_dir: Path, seed: int = 0, in_channels: int = 4, refiner: bool = False) -> Path:
+    """in_channels 9: an SDXL-inpainting-style UNet (latents, mask, masked-image latents).
+    refiner: the refiner's layout, a StableDiffusionXLImg2ImgPipeline without text_encoder and
+    tokenizer, requires_aesthetics_score."""
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,
+        StableDiffusionXLImg2ImgPipeline,
         StableDiffusionXLInpaintPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -45,7 +50,8 @@ def build(out_dir: Path, seed: int = 0, in_channels: int = 4) -> Path:
     )
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**unet_config(in_channels))
+    unet = UNet2DConditionModel(**(unet_config(time_ids=5, context=TEXT_2) if refiner else
+                                   unet_config(in_channels)))
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=2,
         latent_channels=4, norm_num_groups=8, sample_size=16, scaling_factor=0.13025,
@@ -70,9 +76,17 @@ def build(out_dir: Path, seed: int = 0, in_channels: int = 4) -> Path:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
         timestep_spacing="leading", prediction_type="epsilon")
     pipeline = StableDiffusionXLPipeline if in_channels == 4 else StableDiffusionXLInpaintPipeline
-    pipe = pipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
-                    tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
-    path = Path(out_dir) / ("tiny-sdxl" if in_channels == 4 else "tiny-sdxl-inpainting")
+    name = "tiny-sdxl" if in_channels == 4 else "tiny-sdxl-inpainting"
+    if refiner:
+        pipe = StableDiffusionXLImg2ImgPipeline(
+            vae=vae, text_encoder=None, text_encoder_2=text_2, tokenizer=None,
+            tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
+        name = "tiny-sdxl-refiner"
+    else:
+        pipe = pipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
+                        tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
+    path = Path(out_dir) / name
     pipe.save_pretrained(path)
     # SDXL base's scheduler file also carries DDIM's keys (off), which its other samplers read.
     config_file = path / "scheduler" / "scheduler_config.json"

@@ -239,9 +239,13 @@ class _PlanFileFn(beam.DoFn):
 
 
 def tokenizer_dir(spec: Any) -> str | None:
-    """The tokenizer folder of a spec's model directory (`model_path`), if it has one."""
+    """The tokenizer folder of a spec's model directory (`model_path`), if it has one: an
+    SDXL refiner's only one is tokenizer_2."""
     root = getattr(spec, "model_path", None)
-    return None if root is None else str(Path(root) / "tokenizer")
+    if root is None:
+        return None
+    folder = Path(root) / "tokenizer"
+    return str(folder if folder.is_dir() else Path(root) / "tokenizer_2")
 
 
 class PlanShards(beam.PTransform):

@@ -10,7 +10,8 @@ Image-to-image and inpainting records add the source image's reference and the s
 bytes (`init_image`, `init_image_sha256`), the mask's (`mask_image`, `mask_image_sha256`),
 `strength` and the `resize` policy that fitted them; a text-to-image record has none of these
 keys, so its bytes are what they were before the modes existed. Width and height are the
-image's, as generated (an init image's own size when the row gave none).
+image's, as generated (an init image's own size when the row gave none). An SDXL row's
+prompt_2, micro-conditioning pairs and aesthetic scores are there when the row gives them.
 
 Image bytes are deterministic: no timestamps in the files (PIL writes no tIME chunk unless
 asked), fixed encoder settings.
@@ -26,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgen.dataset.plan import PlannedRow
-from jaxgen.requests import SAMPLER_DISPLAY_NAMES, GenerationRequest
+from jaxgen.requests import (
+    AESTHETIC_SCORES,
+    MICRO_CONDITIONING,
+    SAMPLER_DISPLAY_NAMES,
+    GenerationRequest,
+)
 
 if TYPE_CHECKING:
     from jaxgen.images import ImageInputs
@@ -72,6 +78,16 @@ class ImageRecord:
     strength: float | None = None
     resize: str | None = None
     prompt_2: str | None = None  # SDXL's second prompt, when the row gives one
+    # SDXL's micro-conditioning pairs (MICRO_CONDITIONING), each when the row gives it.
+    original_size: list[int] | None = None
+    crops_coords_top_left: list[int] | None = None
+    target_size: list[int] | None = None
+    negative_original_size: list[int] | None = None
+    negative_crops_coords_top_left: list[int] | None = None
+    negative_target_size: list[int] | None = None
+    # An SDXL refiner's aesthetic scores, each when the row gives it.
+    aesthetic_score: float | None = None
+    negative_aesthetic_score: float | None = None
     # A labelled dataset's only (JobConfig.labels): the class name and its index.
     label: str | None = None
     cls: int | None = None
@@ -115,6 +131,10 @@ class ImageRecord:
             jaxgen_version=jaxgen_version(),
             metadata=dict(r.metadata or {}),
             prompt_2=r.prompt_2,
+            **{name: list(getattr(r, name)) for name in MICRO_CONDITIONING
+               if getattr(r, name) is not None},
+            **{name: float(getattr(r, name)) for name in AESTHETIC_SCORES
+               if getattr(r, name) is not None},
             **image_fields,
         )
 
@@ -125,7 +145,8 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *LABEL_KEYS):
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *MICRO_CONDITIONING, *AESTHETIC_SCORES,
+                     *LABEL_KEYS):
             if record[name] is None:
                 del record[name]
         return record

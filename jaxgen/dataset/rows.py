@@ -10,6 +10,8 @@ Type rules (the same for every manifest format):
 - diffusers' names are read as jaxgen's (`num_inference_steps` is `steps`, `guidance_scale`
   is `guidance`, `num_images_per_prompt` is `num_images`: FIELD_ALIASES); a field given under
   both names is rejected.
+- SDXL's micro-conditioning pairs (`original_size`, `crops_coords_top_left`, ...) are JSON
+  arrays of two integers (in CSV: a cell holding one, `[1024, 1024]`).
 - `metadata` is a JSON object (in CSV: a cell holding a JSON object). A column jaxgen does not
   know rejects the row, naming the column and the nearest known field, unless the job names
   it in `metadata_columns` (or sets `unknown_columns="metadata"`): then it is merged into
@@ -52,6 +54,7 @@ _FIELD_NAMES = tuple(f.name for f in REQUEST_FIELDS)
 _INT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is int)
 _FLOAT_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is float)
 _JSON_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is dict)
+_PAIR_FIELDS = frozenset(f.name for f in REQUEST_FIELDS if f.type is tuple)  # [h, w], [top, left]
 MAX_ID_CHARS = 256
 MAX_NESTING = 64  # levels of lists/objects in one value: plenty for metadata, far from recursion
 _MAX_EXACT_FLOAT = 2**53  # integral floats above this have lost digits already
@@ -163,6 +166,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise RequestError("id", value, "must be a non-empty string or an integer")
     if name == "sampler" and isinstance(value, str):
         return value.strip().lower()
+    if name in _PAIR_FIELDS and isinstance(value, list | tuple):
+        return tuple(_coerce("height", v) for v in value)  # integral floats, as an int field's
     return value
 
 
@@ -178,14 +183,16 @@ def _parse_text(name: str, text: str) -> Any:
             return float(text.strip())
         except ValueError:
             raise RequestError(name, text, "must be a number") from None
-    if name in _JSON_FIELDS:
+    if name in _JSON_FIELDS or name in _PAIR_FIELDS:
+        kind = "object" if name in _JSON_FIELDS else "array of two integers"
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as e:
-            raise RequestError(name, text, f"must hold a JSON object: {e.msg}") from None
+            raise RequestError(name, text, f"must hold a JSON {kind}: {e.msg}") from None
         except (RecursionError, ValueError) as e:  # too deep; an integer of too many digits
-            raise RequestError(name, text[:40], "must hold a JSON object Python can read "
+            raise RequestError(name, text[:40], f"must hold a JSON {kind} Python can read "
                                f"({type(e).__name__}: {e})") from None
+        return _coerce(name, value)
     return _coerce(name, text)
 
 

@@ -32,6 +32,7 @@ from jaxgen.dataset.records import (
     dumps_stable,
 )
 from jaxgen.dataset.safe_io import create_new, make_dirs, publish
+from jaxgen.requests import MICRO_CONDITIONING
 
 TMP_DIR = "_tmp"
 REJECTS_DIR = "_rejects"
@@ -217,6 +218,10 @@ _RECORD_COLUMNS = (
     ("model_name", "string"), ("model_hash", "string"), ("jaxgen_version", "string"),
     ("metadata", "string"),
     ("prompt_2", "string"),  # SDXL's second prompt (null where the row gives none)
+    # SDXL's micro-conditioning pairs (null where the row gives none).
+    *((name, "pair") for name in MICRO_CONDITIONING),
+    # An SDXL refiner's aesthetic scores (null where the row gives none).
+    ("aesthetic_score", "float64"), ("negative_aesthetic_score", "float64"),
     # Image-to-image and inpainting (null for text-to-image).
     ("init_image", "string"), ("init_image_sha256", "string"), ("mask_image", "string"),
     ("mask_image_sha256", "string"), ("strength", "float64"), ("resize", "string"),
@@ -284,7 +289,8 @@ class ParquetImageWriter(ShardWriter):
 
         super().__init__(files, shard_name, image_format, labels)
         columns = _RECORD_COLUMNS + (_LABEL_COLUMNS if labels else ())
-        fields = [(name, getattr(pa, kind)()) for name, kind in columns]
+        fields = [(name, pa.list_(pa.int64()) if kind == "pair" else getattr(pa, kind)())
+                  for name, kind in columns]
         image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
         self._schema = pa.schema(fields + [("image", image)],
                                  metadata=_hf_features_metadata(labels))
@@ -326,9 +332,12 @@ class ParquetImageWriter(ShardWriter):
 def _hf_features_metadata(labels: tuple[str, ...] = ()) -> dict[bytes, bytes]:
     """Schema metadata that makes HF `datasets` decode the `image` column as images (and a
     labelled dataset's `cls` as a ClassLabel of its names)."""
-    kinds = {"string": "string", "int64": "int64", "float64": "float64"}
+    value = {"string": "string", "int64": "int64", "float64": "float64"}
     features: dict[str, Any] = {
-        name: {"dtype": kinds[kind], "_type": "Value"} for name, kind in _RECORD_COLUMNS
+        # A pair: list<int64> as written (a fixed length would make HF cast the column).
+        name: {"feature": {"dtype": "int64", "_type": "Value"}, "_type": "Sequence"}
+        if kind == "pair" else
+        {"dtype": value[kind], "_type": "Value"} for name, kind in _RECORD_COLUMNS
     }
     if labels:
         features["label"] = {"dtype": "string", "_type": "Value"}

@@ -42,7 +42,14 @@ from jaxgen.engine.sharding import (
 )
 from jaxgen.engine.types import GeneratedImage
 from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES, ImageInputs, load_image_inputs
-from jaxgen.requests import GenerationRequest, RequestError, stable_seed, validate_request
+from jaxgen.requests import (
+    AESTHETIC_SCORES,
+    MICRO_CONDITIONING,
+    GenerationRequest,
+    RequestError,
+    stable_seed,
+    validate_request,
+)
 from jaxgen.weights.model_dir import DiffusionModel, load_model
 from jaxgen.weights.tokenizer import tokenize
 
@@ -219,6 +226,12 @@ class Generator:
             raise RequestError("prompt_2", request.prompt_2,
                                f"model {self.model_name!r} has one text encoder; prompt_2 is "
                                "for SDXL models")
+        for name in MICRO_CONDITIONING:
+            if getattr(request, name) is not None and self.model.family != "sdxl":
+                raise RequestError(name, getattr(request, name),
+                                   f"model {self.model_name!r} is not an SDXL model; {name} is "
+                                   "SDXL's micro-conditioning")
+        self._check_refiner(request)
         if self.model.unet.in_channels != self.model.vae.latent_channels and \
                 request.mode != "inpainting":
             field = "init_image" if request.init_image is None else "mask_image"
@@ -231,6 +244,29 @@ class Generator:
             raise RequestError("strength", request.strength,
                                f"with {request.steps} steps leaves no step to run: "
                                "steps * strength must be at least 1")
+
+    def _check_refiner(self, request: GenerationRequest) -> None:
+        """A refiner's conditioning: aesthetic scores instead of target sizes, one text
+        encoder (text_encoder_2) for the prompt, and an image to refine."""
+        aesthetic = self.model.requires_aesthetics_score
+        unused = ("target_size", "negative_target_size") if aesthetic else AESTHETIC_SCORES
+        for name in unused:
+            if getattr(request, name) is not None:
+                uses = "aesthetic scores (requires_aesthetics_score), not target sizes" \
+                    if aesthetic else "no aesthetic score (it is a refiner's conditioning)"
+                raise RequestError(name, getattr(request, name),
+                                   f"model {self.model_name!r} takes {uses}")
+        if self.model.family == "sdxl" and self.model.text_encoder is None:
+            if request.prompt_2 is not None:
+                raise RequestError("prompt_2", request.prompt_2,
+                                   f"model {self.model_name!r} is an SDXL refiner with one "
+                                   "text encoder (text_encoder_2), which reads the prompt")
+        if aesthetic and request.mode == "text-to-image":
+            raise RequestError("init_image", None,
+                               f"model {self.model_name!r} is an SDXL refiner "
+                               "(requires_aesthetics_score): it refines an image, as diffusers' "
+                               "StableDiffusionXLImg2ImgPipeline; each request needs an "
+                               "init_image")
 
     def generate(self, requests: Iterable[GenerationRequest], window: int | None = None,
                  on_reject: OnReject | None = None) -> Iterator[GeneratedImage]:
@@ -299,10 +335,11 @@ class Generator:
                 validate_request(request, size_multiple=self.model.size_multiple,
                                  prompt_required=not self.model.empty_prompt)
                 self._check_memory(request)
-        cond, uncond = _tokenized(self.model.tokenizer, "prompt", request.prompt,
-                                  request.negative_prompt)
+        # A refiner's only tokenizer is tokenizer_2: its ids are the prompt's.
+        tokenizer = self.model.tokenizer or self.model.tokenizer_2
+        cond, uncond = _tokenized(tokenizer, "prompt", request.prompt, request.negative_prompt)
         ids_2 = None
-        if self.model.family == "sdxl":
+        if self.model.family == "sdxl" and self.model.tokenizer is not None:
             field = "prompt" if request.prompt_2 is None else "prompt_2"
             ids_2 = _tokenized(self.model.tokenizer_2, field, getattr(request, field),
                                request.negative_prompt)
@@ -348,19 +385,26 @@ class Generator:
                 self.model.force_zeros_for_empty_prompt:
             # An empty prompt's negative branch is zeros here, not the same text: guided.
             spec = dataclasses.replace(spec, guided=True)
+        if not spec.guided and request.guidance != 1 and self.model.requires_aesthetics_score \
+                and len(set(sdxl.aesthetic_scores(request))) == 2:
+            spec = dataclasses.replace(spec, guided=True)  # the branches' scores differ
         return spec
 
     def _sdxl_fields(self, padded: list[_Item]) -> dict[str, np.ndarray]:
-        """The second tokenizer's ids, the micro-conditioning time ids (both branches the
-        same, as diffusers' defaults), and force_zeros_for_empty_prompt's negative zeros."""
-        time_ids = np.stack([sdxl.micro_conditioning(it.request.height, it.request.width)
-                             for it in padded])
+        """The second tokenizer's ids, each branch's micro-conditioning time ids (inputs, so
+        items of different micro-conditioning share a batch), and
+        force_zeros_for_empty_prompt's negative zeros."""
+        aesthetic = self.model.requires_aesthetics_score
+        cond, uncond = zip(*(sdxl.time_ids(it.request, aesthetic) for it in padded),
+                           strict=True)
         zero = [self.model.force_zeros_for_empty_prompt and not it.request.negative_prompt
                 for it in padded]
-        return {"cond_ids_2": np.stack([it.ids_2[0] for it in padded]),
-                "uncond_ids_2": np.stack([it.ids_2[1] for it in padded]),
-                "time_ids": time_ids, "uncond_time_ids": time_ids,
-                "uncond_zero": np.array(zero, np.bool_)}
+        fields = {"time_ids": np.stack(cond), "uncond_time_ids": np.stack(uncond),
+                  "uncond_zero": np.array(zero, np.bool_)}
+        if padded[0].ids_2 is not None:  # not a refiner
+            fields |= {"cond_ids_2": np.stack([it.ids_2[0] for it in padded]),
+                       "uncond_ids_2": np.stack([it.ids_2[1] for it in padded])}
+        return fields
 
     def _program(self, spec: SamplingSpec):
         if spec not in self._programs:
@@ -377,10 +421,14 @@ class Generator:
     def compile(self, spec: SamplingSpec) -> jax.stages.Compiled:
         """Compile `spec`'s program ahead of any request (warm-up, cost analysis); a later
         `generate` with that shape reuses it."""
-        tokens_2 = None if self.model.tokenizer_2 is None else \
-            self.model.tokenizer_2.model_max_length
-        inputs = ItemInputs.abstract(self.batch_size, self.model.tokenizer.model_max_length,
-                                     spec.mode, (spec.height, spec.width), tokens_2)
+        tokenizer, tokenizer_2 = self.model.tokenizer, self.model.tokenizer_2
+        if tokenizer is None:  # a refiner: its one tokenizer's ids are cond_ids
+            tokenizer, tokenizer_2 = tokenizer_2, None
+        tokens_2 = None if tokenizer_2 is None else tokenizer_2.model_max_length
+        time_ids = 0 if self.model.family != "sdxl" else \
+            5 if self.model.requires_aesthetics_score else 6
+        inputs = ItemInputs.abstract(self.batch_size, tokenizer.model_max_length, spec.mode,
+                                     (spec.height, spec.width), tokens_2, time_ids)
         return self._program(spec).lower(self.params, inputs).compile()
 
     @staticmethod

@@ -35,7 +35,9 @@ class SamplingSpec:
     @classmethod
     def of(cls, request: GenerationRequest) -> SamplingSpec:
         same_text = request.prompt == request.negative_prompt and \
-            request.prompt_2 in (None, request.prompt)  # SDXL's second prompt too
+            request.prompt_2 in (None, request.prompt) and all(  # SDXL's second prompt too
+                getattr(request, f"negative_{name}") in (None, getattr(request, name))
+                for name in ("original_size", "crops_coords_top_left", "target_size"))
         guided = request.guidance != 1 and not same_text
         return cls(request.height, request.width, request.steps, request.sampler, request.mode,
                    guided)

@@ -40,8 +40,9 @@ class ItemInputs:
     # float32 [B, H, W, 1] in [0, 1], 1 (white) = repaint: inpainting's mask as read.
     image_mask: jax.Array | None = None
     # SDXL (jaxgen.engine.sdxl): int32 [B, T2] prompt_2's and the negative prompt's tokens
-    # for the second encoder; float32 [B, 6] time ids of each branch; bool [B] zeros for the
-    # negative branch (force_zeros_for_empty_prompt with no negative prompt).
+    # for the second encoder (None for a refiner, whose only tokens are cond_ids); float32
+    # [B, 6] time ids of each branch ([B, 5] for a refiner); bool [B] zeros for the negative
+    # branch (force_zeros_for_empty_prompt with no negative prompt).
     cond_ids_2: jax.Array | None = None
     uncond_ids_2: jax.Array | None = None
     time_ids: jax.Array | None = None
@@ -50,9 +51,11 @@ class ItemInputs:
 
     @classmethod
     def abstract(cls, batch_size: int, tokens: int, mode: str = "text-to-image",
-                 size: tuple[int, int] = (0, 0), tokens_2: int | None = None) -> ItemInputs:
+                 size: tuple[int, int] = (0, 0), tokens_2: int | None = None,
+                 time_ids: int = 0) -> ItemInputs:
         """Shapes and dtypes of a batch of `mode` at `size` (H, W), to compile before any
-        request; `tokens_2`: an SDXL model's second tokenizer's length."""
+        request; `tokens_2`: an SDXL model's second tokenizer's length; `time_ids`: its time
+        ids per item (0: not SDXL)."""
         b, (h, w) = batch_size, size
         ids = jax.ShapeDtypeStruct((b, tokens), jnp.int32)
         fields = {}
@@ -63,9 +66,10 @@ class ItemInputs:
             fields["image_mask"] = jax.ShapeDtypeStruct((b, h, w, 1), jnp.float32)
         if tokens_2 is not None:
             ids_2 = jax.ShapeDtypeStruct((b, tokens_2), jnp.int32)
-            time_ids = jax.ShapeDtypeStruct((b, 6), jnp.float32)
-            fields |= {"cond_ids_2": ids_2, "uncond_ids_2": ids_2, "time_ids": time_ids,
-                       "uncond_time_ids": time_ids,
+            fields |= {"cond_ids_2": ids_2, "uncond_ids_2": ids_2}
+        if time_ids:
+            times = jax.ShapeDtypeStruct((b, time_ids), jnp.float32)
+            fields |= {"time_ids": times, "uncond_time_ids": times,
                        "uncond_zero": jax.ShapeDtypeStruct((b,), jnp.bool_)}
         return cls(cond_ids=ids, uncond_ids=ids,
                    noise_ids=jax.ShapeDtypeStruct((b, 3), jnp.uint32),

@@ -58,7 +58,7 @@ class SamplingProgram:
 
     unet: UNet2DConditionModel
     vae: AutoencoderKL
-    text: CLIPTextModel
+    text: CLIPTextModel | None  # None: an SDXL refiner (text_2 alone)
     sampler: Sampler
     latent_shape: tuple[int, int, int]  # (h, w, c) of one item's latents
     scaling_factor: float  # the VAE's latent scale

@@ -26,11 +26,12 @@ from unittest import mock
 import numpy as np
 
 from jaxgen.default_model import RECOMMENDED
+from jaxgen.engine import sdxl
 from jaxgen.engine.denoise import ENCODE_NOISE, MASKED_ENCODE_NOISE, initial_noise
 from jaxgen.engine.inputs import noise_ids
 from jaxgen.eval.shapes_eval import Generate
 from jaxgen.images import ImageInputs
-from jaxgen.requests import GenerationRequest
+from jaxgen.requests import MICRO_CONDITIONING, GenerationRequest
 from jaxgen.weights.model_dir import SDXL_PIPELINES as SDXL_CLASSES
 from jaxgen.weights.model_dir import model_root
 
@@ -72,10 +73,14 @@ class DiffusersPeer:
         index = json.loads((model_root(model_dir) / "model_index.json").read_text())
         self.sdxl = index.get("_class_name") in SDXL_CLASSES
         self._force_zeros = index.get("force_zeros_for_empty_prompt", True)
+        # A refiner: Img2Img and Inpaint pipelines with aesthetic-score time ids.
+        self._aesthetic = bool(index.get("requires_aesthetics_score", False))
         if self.sdxl:
             # An invisible watermark would alter the images jaxgen is compared with.
-            base = self.diffusers.StableDiffusionXLPipeline.from_pretrained(
-                str(model_dir), add_watermarker=False, dtype=self.torch.float32)
+            loader = self.diffusers.StableDiffusionXLImg2ImgPipeline if self._aesthetic else \
+                self.diffusers.StableDiffusionXLPipeline
+            base = loader.from_pretrained(str(model_dir), add_watermarker=False,
+                                          dtype=self.torch.float32)
         else:
             base = self.diffusers.StableDiffusionPipeline.from_pretrained(
                 str(model_dir), safety_checker=None, requires_safety_checker=False,
@@ -96,6 +101,8 @@ class DiffusersPeer:
                 names, extra = SDXL_PIPELINES, {
                     "add_watermarker": False,
                     "force_zeros_for_empty_prompt": self._force_zeros}
+                if mode != "text-to-image":
+                    extra["requires_aesthetics_score"] = self._aesthetic
             pipe = getattr(self.diffusers, names[mode])(
                 **{**self.components, "scheduler": scheduler}, **extra)
             pipe.set_progress_bar_config(disable=True)
@@ -116,6 +123,15 @@ class DiffusersPeer:
         indices = list(range(request.num_images)) if indices is None else indices
         return np.stack([self._one(request, inputs, k) for k in indices])
 
+    @staticmethod
+    def _micro_conditioning(r: GenerationRequest) -> dict[str, Any]:
+        """All six pairs, filled in as jaxgen fills them, when the request gives any: diffusers'
+        own defaults for the negatives differ between its pipelines (the base pipeline ignores
+        negative sizes unless both are given; Img2Img's negative crop is (0, 0))."""
+        if all(getattr(r, name) is None for name in MICRO_CONDITIONING):
+            return {}
+        return sdxl.micro_conditioning(r)
+
     def _one(self, r: GenerationRequest, inputs: ImageInputs | None, index: int) -> np.ndarray:
         torch = self.torch
         f = self.vae_factor
@@ -126,6 +142,7 @@ class DiffusersPeer:
         pipe = self.pipeline(r.mode, r.sampler)
         common = dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
                       **({"prompt_2": r.prompt_2} if r.prompt_2 is not None else {}),
+                      **self._micro_conditioning(r),
                       num_inference_steps=r.steps, guidance_scale=r.guidance,
                       generator=torch.Generator().manual_seed(int(r.seed)), output_type="np")
         with torch.inference_mode():
@@ -143,6 +160,9 @@ class DiffusersPeer:
                     eps = [*eps, masked] if uses_image else [masked]
                 image = Image.fromarray(inputs.image)
                 extra: dict[str, Any] = dict(image=image, strength=r.strength)
+                if self._aesthetic:
+                    score, negative = sdxl.aesthetic_scores(r)
+                    extra |= dict(aesthetic_score=score, negative_aesthetic_score=negative)
                 if r.mode == "inpainting":
                     mask = np.round(np.asarray(inputs.mask) * 255).astype(np.uint8)
                     extra |= dict(mask_image=Image.fromarray(mask, "L"), height=r.height,

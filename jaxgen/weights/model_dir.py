@@ -2,7 +2,8 @@
 
 The family comes from model_index.json's `_class_name`: Stable Diffusion 1.x/2.x pipelines
 (unet, vae, text_encoder, tokenizer) or Stable Diffusion XL pipelines (those and
-text_encoder_2, tokenizer_2).
+text_encoder_2, tokenizer_2). An SDXL refiner has no text_encoder/tokenizer (its UNet is
+conditioned on text_encoder_2 alone) and `requires_aesthetics_score: true`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from jaxgen.weights.convert import WeightsError, flax_to_torch, torch_to_flax
 
 COMPONENTS = ("unet", "vae", "text_encoder")
 SDXL_COMPONENTS = (*COMPONENTS, "text_encoder_2")
+REFINER_COMPONENTS = ("unet", "vae", "text_encoder_2")
 # model_index.json's _class_name -> family; other names load as SD 1.x/2.x, as they always have.
 SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
                   "StableDiffusionXLInpaintPipeline")
@@ -60,9 +62,9 @@ class DiffusionModel:
     hash: str  # 10 hex digits over the weight files, like A1111's short model hash
     unet: UNetConfig
     vae: VAEConfig
-    text_encoder: CLIPTextConfig
+    text_encoder: CLIPTextConfig | None  # None: an SDXL refiner (text_encoder_2 alone)
     scheduler_config: dict[str, Any]
-    tokenizer: Any  # transformers.CLIPTokenizer
+    tokenizer: Any  # transformers.CLIPTokenizer; None with text_encoder
     params: dict[str, Any]
     raw_configs: dict[str, dict[str, Any]]  # kept so an export is byte-for-byte faithful
     # Trained with caption dropout, so an empty prompt (the unconditional branch) is a request
@@ -73,10 +75,13 @@ class DiffusionModel:
     text_encoder_2: CLIPTextWithProjectionConfig | None = None
     tokenizer_2: Any = None
     force_zeros_for_empty_prompt: bool = False
+    # SDXL refiner: time ids (original size, crop, aesthetic score), not the target size.
+    requires_aesthetics_score: bool = False
 
     def modules(self, dtype: Any = jnp.float32):
-        return (UNet2DConditionModel(self.unet, dtype), AutoencoderKL(self.vae, dtype),
-                CLIPTextModel(self.text_encoder, dtype))
+        """(UNet, VAE, text encoder); the text encoder is None for an SDXL refiner."""
+        text = None if self.text_encoder is None else CLIPTextModel(self.text_encoder, dtype)
+        return UNet2DConditionModel(self.unet, dtype), AutoencoderKL(self.vae, dtype), text
 
     def text_encoder_2_module(self, dtype: Any = jnp.float32) -> CLIPTextModelWithProjection:
         if self.text_encoder_2 is None:
@@ -96,7 +101,9 @@ class DiffusionModel:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return SDXL_COMPONENTS if self.family == "sdxl" else COMPONENTS
+        if self.family == "sd":
+            return COMPONENTS
+        return SDXL_COMPONENTS if self.text_encoder is not None else REFINER_COMPONENTS
 
     @property
     def latent_factor(self) -> int:
@@ -206,16 +213,14 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
     root = model_root(name_or_path)
     index = _read_json(root / "model_index.json")
     sdxl = index.get("_class_name") in SDXL_PIPELINES
-    if sdxl and index.get("text_encoder", [None])[0] is None:
-        raise ModelDirError(f"{root}/model_index.json: an SDXL model without text_encoder (the "
-                            "refiner's layout) is not supported; jaxgen loads SDXL base models")
-    components = SDXL_COMPONENTS if sdxl else COMPONENTS
+    refiner = sdxl and (index.get("text_encoder") or [None])[0] is None
+    components = (REFINER_COMPONENTS if refiner else SDXL_COMPONENTS) if sdxl else COMPONENTS
     raw = {c: _read_json(root / c / "config.json") for c in components}
     raw["scheduler"] = _read_json(root / "scheduler" / "scheduler_config.json")
     configs = {"unet": UNetConfig.from_dict(raw["unet"], f"{root}/unet/config.json"),
                "vae": VAEConfig.from_dict(raw["vae"], f"{root}/vae/config.json"),
-               "text_encoder": CLIPTextConfig.from_dict(raw["text_encoder"],
-                                                        f"{root}/text_encoder/config.json")}
+               "text_encoder": None if refiner else CLIPTextConfig.from_dict(
+                   raw["text_encoder"], f"{root}/text_encoder/config.json")}
     if sdxl:
         configs["text_encoder_2"] = CLIPTextWithProjectionConfig.from_dict(
             raw["text_encoder_2"], f"{root}/text_encoder_2/config.json")
@@ -237,7 +242,8 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             state.update(_read_tensors(f))
         tree = torch_to_flax(state, shapes[comp], str(root / comp))
         params[comp] = jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
-    tokenizers = {"tokenizer": _checked_tokenizer(root, "tokenizer", configs["text_encoder"])}
+    tokenizers = {"tokenizer": None if refiner else _checked_tokenizer(
+        root, "tokenizer", configs["text_encoder"])}
     if sdxl:
         tokenizers["tokenizer_2"] = _checked_tokenizer(root, "tokenizer_2",
                                                        configs["text_encoder_2"])
@@ -246,6 +252,11 @@ def load_model(name_or_path: str | Path, *, dtype: Any = jnp.float32, variant: s
             raise ModelDirError(f"{root}/model_index.json: force_zeros_for_empty_prompt "
                                 f"{force_zeros!r} must be true or false")
         configs["force_zeros_for_empty_prompt"] = force_zeros
+        aesthetic = index.get("requires_aesthetics_score", False)  # diffusers' default
+        if not isinstance(aesthetic, bool):
+            raise ModelDirError(f"{root}/model_index.json: requires_aesthetics_score "
+                                f"{aesthetic!r} must be true or false")
+        configs["requires_aesthetics_score"] = aesthetic
     return DiffusionModel(
         name=model_name(root), hash=digest.hexdigest()[:10], scheduler_config=raw["scheduler"],
         params=params, raw_configs=raw, empty_prompt=takes_empty_prompt(root),
@@ -263,18 +274,20 @@ def _checked_tokenizer(root: Path, folder: str, text: CLIPTextConfig) -> Any:
     return tokenizer
 
 
-def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig,
+def param_shapes(unet: UNetConfig, vae: VAEConfig, text: CLIPTextConfig | None,
                  text_2: CLIPTextWithProjectionConfig | None = None) -> dict[str, Any]:
-    """The parameter tree of each component as ShapeDtypeStructs (nothing allocated)."""
+    """The parameter tree of each component as ShapeDtypeStructs (nothing allocated); no
+    text_encoder for an SDXL refiner (text None)."""
     key = jax.random.key(0)
     vside = 2 ** (len(vae.block_out_channels) - 1)
     trees = {
         "unet": jax.eval_shape(UNet2DConditionModel(unet).init, key, *example_inputs(unet)),
         "vae": jax.eval_shape(AutoencoderKL(vae).init, key,
                               jnp.zeros((1, vside, vside, vae.in_channels))),
-        "text_encoder": jax.eval_shape(CLIPTextModel(text).init, key,
-                                       jnp.zeros((1, text.max_position_embeddings), jnp.int32)),
     }
+    if text is not None:
+        trees["text_encoder"] = jax.eval_shape(
+            CLIPTextModel(text).init, key, jnp.zeros((1, text.max_position_embeddings), jnp.int32))
     if text_2 is not None:
         trees["text_encoder_2"] = jax.eval_shape(
             CLIPTextModelWithProjection(text_2).init, key,
@@ -299,16 +312,23 @@ def save_model(model: DiffusionModel, out_dir: str | Path) -> Path:
         safetensors.numpy.save_file(state, out / comp / f"{_WEIGHT_STEM[comp]}.safetensors")
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
     _write_json(out / "scheduler" / "scheduler_config.json", model.scheduler_config)
-    model.tokenizer.save_pretrained(out / "tokenizer")
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(out / "tokenizer")
     scheduler = ["diffusers", model.scheduler_config.get("_class_name", "DDIMScheduler")]
     if model.family == "sdxl":
         model.tokenizer_2.save_pretrained(out / "tokenizer_2")
-        index = {"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1",
+        refiner = model.text_encoder is None  # diffusers' refiner is an Img2Img pipeline
+        index = {"_class_name": "StableDiffusionXLImg2ImgPipeline" if refiner else
+                 "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1",
                  "feature_extractor": [None, None], "image_encoder": [None, None],
                  "force_zeros_for_empty_prompt": model.force_zeros_for_empty_prompt,
                  "scheduler": scheduler}
+        if model.requires_aesthetics_score:
+            index["requires_aesthetics_score"] = True
         index.update({c: list(_CLASS[c]) for c in (*SDXL_COMPONENTS, "tokenizer",
                                                    "tokenizer_2")})
+        if refiner:
+            index.update(text_encoder=[None, None], tokenizer=[None, None])
     else:
         index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
                  "feature_extractor": [None, None], "requires_safety_checker": False,
