@@ -72,6 +72,7 @@ class ImageRecord:
     strength: float | None = None
     resize: str | None = None
     prompt_2: str | None = None  # SDXL's second prompt, when the row gives one
+    watermark: str | None = None  # the invisible watermark the image carries, when on
     # A labelled dataset's only (JobConfig.labels): the class name and its index.
     label: str | None = None
     cls: int | None = None
@@ -87,6 +88,7 @@ class ImageRecord:
         generated: GenerationRequest | None = None,
         inputs: ImageInputs | None = None,
         resize: str | None = None,
+        watermark: str | None = None,
     ) -> ImageRecord:
         """`generated`: the request as the generator ran it (sizes filled in); `inputs`: the
         init image and mask it read, and `resize` the policy that fitted them."""
@@ -115,6 +117,7 @@ class ImageRecord:
             jaxgen_version=jaxgen_version(),
             metadata=dict(r.metadata or {}),
             prompt_2=r.prompt_2,
+            watermark=watermark,
             **image_fields,
         )
 
@@ -125,7 +128,7 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *LABEL_KEYS):
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2", "watermark", *LABEL_KEYS):
             if record[name] is None:
                 del record[name]
         return record

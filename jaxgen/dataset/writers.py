@@ -217,6 +217,7 @@ _RECORD_COLUMNS = (
     ("model_name", "string"), ("model_hash", "string"), ("jaxgen_version", "string"),
     ("metadata", "string"),
     ("prompt_2", "string"),  # SDXL's second prompt (null where the row gives none)
+    ("watermark", "string"),  # the invisible watermark (null where off)
     # Image-to-image and inpainting (null for text-to-image).
     ("init_image", "string"), ("init_image_sha256", "string"), ("mask_image", "string"),
     ("mask_image_sha256", "string"), ("strength", "float64"), ("resize", "string"),
