@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_sdxl                      # CPU: tiny and medium, float32 both
     python -m benchmarks.bench_sdxl --device gpu         # SDXL base at 1024x1024: jaxgen
-                                                         # bfloat16, diffusers float16 on CUDA
+                                                         # bfloat16 (cuDNN attention),
+                                                         # diffusers float16 (SDPA) on CUDA
 
 Random weights (the work is fixed by the shapes), built once with the diffusers/transformers
 classes as a StableDiffusionXLPipeline directory that both open (benchmarks/harness/sdxl.py:
@@ -50,8 +51,10 @@ def jaxgen_run(model_dir: Path, args: argparse.Namespace, side: int,
     from jaxgen.requests import GenerationRequest
 
     # The batch split over as many devices as divide it (on CPU: one per core, at most 8).
+    # On GPU, cuDNN's fused attention where it fits (SDXL's 64-wide heads), as benchmark.py.
     gen = Generator.from_pretrained(str(model_dir), batch_size=args.batch, dtype=dtype,
-                                    mesh=make_mesh(devices=devices_dividing(args.batch)))
+                                    mesh=make_mesh(devices=devices_dividing(args.batch)),
+                                    attention="cudnn" if args.device == "gpu" else None)
     requests = [GenerationRequest(PROMPT, seed=i, steps=args.steps, sampler="euler",
                                   guidance=args.guidance, height=side, width=side)
                 for i in range(args.images)]
