@@ -73,6 +73,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default: float32 on CPU, bfloat16 on GPU/TPU)")
     p.add_argument("--model-parallel", type=int, default=1,
                    help="devices one model is split over (default: 1)")
+    p.add_argument("--watermark", action="store_true",
+                   help="SDXL's invisible watermark (diffusers' dwtDct payload) on every image "
+                   "at least 256 px wide, recorded in its record (default: off)")
     p.add_argument("--expect-backend", choices=("cpu", "gpu", "tpu"),
                    help="fail rather than fall back to another backend (default: any)")
     p.add_argument("--runner", help="Beam runner, passed to Beam as --runner (default: "
@@ -149,7 +152,7 @@ def _spec(args: argparse.Namespace):
     model = args.model or str(default_model_path())
     return GeneratorSpec(model=model, dtype=args.dtype, batch_size=args.batch_size,
                          model_parallel=args.model_parallel, expect_backend=args.expect_backend,
-                         micro_batch=args.micro_batch)
+                         micro_batch=args.micro_batch, watermark=args.watermark)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:

@@ -7,6 +7,16 @@ import argparse
 
 def add_info_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="diffusers-format directory (default: the default model)")
+    p.add_argument("--batch-size", type=int,
+                   help="memory estimate: images per step, global (default: one per data device)")
+    p.add_argument("--size", metavar="HxW", help="memory estimate: image size (default: native)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="memory estimate: precision (default: float32 on CPU, bfloat16 on "
+                   "GPU/TPU)")
+    p.add_argument("--model-parallel", type=int, default=1,
+                   help="memory estimate: devices one model is split over (default: 1)")
+    p.add_argument("--devices", type=int,
+                   help="memory estimate: devices in the mesh (default: the local ones)")
 
 
 def add_preview_parser(p: argparse.ArgumentParser) -> None:
@@ -39,7 +49,63 @@ def run_info(args: argparse.Namespace, _: list[str]) -> int:
     print("recommended: " + (", ".join(f"{k} {v}" for k, v in sorted(recommended.items()))
                              or "none (jaxgen's built-in defaults)"))
     print(f"backend: {jax.default_backend()}; devices: {jax.local_devices()}")
+    print_memory_estimate(model, args)
     return 0
+
+
+def _size(text: str | None, native: int) -> tuple[int, int]:
+    if text is None:
+        return native, native
+    try:
+        height, width = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--size {text!r}: expected HxW, e.g. 1024x1024") from None
+    return height, width
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:9.2f} GiB" if n >= 2**30 else f"{n / 2**20:9.2f} MiB"
+
+
+def print_memory_estimate(model, args: argparse.Namespace) -> None:
+    """Per device: parameters (as sharded), the sampling step, the VAE decode, the total
+    against the device's memory, and the largest batch that fits (jaxgen.engine.memory)."""
+    import jax
+
+    from jaxgen.engine.generator import default_dtype
+    from jaxgen.engine.memory import device_memory_bytes, estimate_memory, largest_fitting_batch
+
+    devices = args.devices or len(jax.local_devices())
+    k = args.model_parallel
+    n_data = devices // k if k >= 1 and devices % k == 0 else 0
+    if not n_data:
+        raise SystemExit(f"--model-parallel {k}: must be >= 1 and divide the {devices} devices")
+    batch = args.batch_size or n_data
+    height, width = _size(args.size, model.native_size)
+    dtype = args.dtype or default_dtype(jax.default_backend())
+    device_bytes = device_memory_bytes(jax.local_devices()[0])
+
+    def estimate(b: int):
+        return estimate_memory(model, b, height, width, dtype, k, devices, device_bytes)
+
+    try:
+        est = estimate(batch)
+    except ValueError as error:
+        raise SystemExit(f"--batch-size: {error}") from None
+    print(f"memory per device: batch {batch} at {height}x{width}, {jax.numpy.dtype(dtype).name},"
+          f" {devices} devices (data {n_data} x model {k}); an estimate")
+    for name, n in est.params.items():
+        print(f"  {name + ' params':<22} {_bytes(n)}")
+    print(f"  {'sampling step':<22} {_bytes(est.step)}")
+    print(f"  {'VAE decode':<22} {_bytes(est.decode)}")
+    print(f"  {'total':<22} {_bytes(est.total)} (params + the larger of step and decode)")
+    if est.device is None:
+        print("  device memory unknown")
+        return
+    largest = largest_fitting_batch(lambda b: estimate(b).fits, n_data)
+    verdict = "fits" if est.fits else "does NOT fit"
+    print(f"  device holds {_bytes(est.device).strip()}: {verdict}; largest batch that fits: "
+          + (str(largest) if largest else f"none (even {n_data}, one per data device, does not)"))
 
 
 def run_preview(args: argparse.Namespace, _: list[str]) -> int:

@@ -88,6 +88,7 @@ class ImageRecord:
     # An SDXL refiner's aesthetic scores, each when the row gives it.
     aesthetic_score: float | None = None
     negative_aesthetic_score: float | None = None
+    watermark: str | None = None  # the invisible watermark the image carries, when on
     # A labelled dataset's only (JobConfig.labels): the class name and its index.
     label: str | None = None
     cls: int | None = None
@@ -103,6 +104,7 @@ class ImageRecord:
         generated: GenerationRequest | None = None,
         inputs: ImageInputs | None = None,
         resize: str | None = None,
+        watermark: str | None = None,
     ) -> ImageRecord:
         """`generated`: the request as the generator ran it (sizes filled in); `inputs`: the
         init image and mask it read, and `resize` the policy that fitted them."""
@@ -135,6 +137,7 @@ class ImageRecord:
                if getattr(r, name) is not None},
             **{name: float(getattr(r, name)) for name in AESTHETIC_SCORES
                if getattr(r, name) is not None},
+            watermark=watermark,
             **image_fields,
         )
 
@@ -145,8 +148,8 @@ class ImageRecord:
         (HF's webdataset loader nulls object keys that differ between rows)."""
         record = dataclasses.asdict(self)
         record["metadata"] = dumps_stable(self.metadata)
-        for name in (*IMAGE_INPUT_KEYS, "prompt_2", *MICRO_CONDITIONING, *AESTHETIC_SCORES,
-                     *LABEL_KEYS):
+        for name in (*IMAGE_INPUT_KEYS, "prompt_2", "watermark", *MICRO_CONDITIONING,
+                     *AESTHETIC_SCORES, *LABEL_KEYS):
             if record[name] is None:
                 del record[name]
         return record

@@ -194,6 +194,7 @@ def _encode(row: PlannedRow, result: GeneratedImage, generator: Any, config: Job
         row, result.index, generator.model_name, generator.model_hash,
         generated=result.request, inputs=inputs,
         resize=config.resize if inputs is not None else None,
+        watermark=getattr(result, "watermark", None),
     ), flag)
     if config.labels:
         record = record.with_label(config.labels)

@@ -222,6 +222,7 @@ _RECORD_COLUMNS = (
     *((name, "pair") for name in MICRO_CONDITIONING),
     # An SDXL refiner's aesthetic scores (null where the row gives none).
     ("aesthetic_score", "float64"), ("negative_aesthetic_score", "float64"),
+    ("watermark", "string"),  # the invisible watermark (null where off)
     # Image-to-image and inpainting (null for text-to-image).
     ("init_image", "string"), ("init_image_sha256", "string"), ("mask_image", "string"),
     ("mask_image_sha256", "string"), ("strength", "float64"), ("resize", "string"),

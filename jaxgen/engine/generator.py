@@ -41,6 +41,7 @@ from jaxgen.engine.sharding import (
     per_device_micro_batches,
 )
 from jaxgen.engine.types import GeneratedImage
+from jaxgen.engine.watermark import SDXL_WATERMARK, applies, embed_watermark
 from jaxgen.images import DEFAULT_RESIZE, RESIZE_POLICIES, ImageInputs, load_image_inputs
 from jaxgen.requests import (
     AESTHETIC_SCORES,
@@ -125,7 +126,8 @@ class Generator:
                  expect_backend: str | None = None,
                  compilation_cache: str | Path | bool | None = True,
                  min_shard_size: int = 2**20, attention: str | None = None,
-                 resize: str = DEFAULT_RESIZE, micro_batch: int | None = None):
+                 resize: str = DEFAULT_RESIZE, micro_batch: int | None = None,
+                 watermark: bool = False):
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize {resize!r}: must be one of {', '.join(RESIZE_POLICIES)}")
         self.resize = resize  # how init images and masks are fitted to a request's size
@@ -151,6 +153,8 @@ class Generator:
             raise ValueError(f"micro_batch {micro_batch}: batch_size {self.batch_size} must be "
                              f"a multiple of micro_batch x {n_data} devices")
         self.job_seed = job_seed
+        # SDXL's invisible watermark on each image after decode (off: images untouched).
+        self.watermark = watermark
         self.attention = attention  # None: XLA's attention; "cudnn": fused where it fits
         self._param_shardings = param_shardings(model.params, self.mesh, min_shard_size)
         params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), model.params)
@@ -431,14 +435,16 @@ class Generator:
                                      (spec.height, spec.width), tokens_2, time_ids)
         return self._program(spec).lower(self.params, inputs).compile()
 
-    @staticmethod
-    def _collect(launched: list[tuple[list[_Item], Any]]) -> Iterator[GeneratedImage]:
+    def _collect(self, launched: list[tuple[list[_Item], Any]]) -> Iterator[GeneratedImage]:
         done: dict[tuple[int, int], GeneratedImage] = {}
         for batch, (images, finite) in launched:
             host, finite = np.asarray(images), np.asarray(finite)
             for row, item in enumerate(batch):
+                image, mark = host[row], None
+                if self.watermark and applies(*image.shape[:2]):
+                    image, mark = embed_watermark(image), SDXL_WATERMARK
                 done[(item.position, item.index)] = GeneratedImage(
-                    item.request, item.index, host[row], item.inputs, bool(finite[row]))
+                    item.request, item.index, image, item.inputs, bool(finite[row]), mark)
         for key in sorted(done):
             yield done[key]
 

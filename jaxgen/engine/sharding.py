@@ -55,20 +55,22 @@ def make_mesh(model_parallel: int = 1, devices: list | None = None) -> Mesh:
     return Mesh(grid, (DATA, MODEL))
 
 
+def param_spec(name: str, shape: tuple[int, ...], model_parallel: int,
+               min_shard_size: int = 2**20) -> P:
+    """How one parameter is placed: a kernel of at least `min_shard_size` elements whose output
+    dimension divides over 'model' is split along it (tensor parallel); all else replicated."""
+    if (model_parallel > 1 and name == "kernel" and np.prod(shape) >= min_shard_size
+            and shape[-1] % model_parallel == 0):
+        return P(*([None] * (len(shape) - 1)), MODEL)
+    return P()
+
+
 def param_shardings(params: Any, mesh: Mesh, min_shard_size: int = 2**20) -> Any:
-    """Replicate every parameter, except kernels of at least `min_shard_size` elements whose
-    output dimension divides over 'model': those are split along it (tensor parallel)."""
-    n_model = mesh.shape[MODEL]
-
-    def rule(path, leaf):
-        name = getattr(path[-1], "key", "")
-        shape = leaf.shape
-        if (n_model > 1 and name == "kernel" and np.prod(shape) >= min_shard_size
-                and shape[-1] % n_model == 0):
-            return NamedSharding(mesh, P(*([None] * (len(shape) - 1)), MODEL))
-        return NamedSharding(mesh, P())
-
-    return jax.tree_util.tree_map_with_path(rule, params)
+    """Each parameter's NamedSharding over `mesh`, by param_spec."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(mesh, param_spec(
+            getattr(path[-1], "key", ""), leaf.shape, mesh.shape[MODEL], min_shard_size)),
+        params)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

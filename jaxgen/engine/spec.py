@@ -25,6 +25,7 @@ class GeneratorSpec:
     allow_pickle: bool = False
     resize: str | None = None  # init images and masks: crop | fit | stretch (None: crop)
     micro_batch: int | None = None  # items per device at a time; see Generator
+    watermark: bool = False  # SDXL's invisible watermark after decode (engine.watermark)
 
     def build(self) -> Any:
         from jaxgen.engine.generator import Generator
@@ -36,7 +37,7 @@ class GeneratorSpec:
             mesh=make_mesh(self.model_parallel), dtype=self.dtype, batch_size=self.batch_size,
             expect_backend=self.expect_backend,
             compilation_cache=self.compilation_cache or True, micro_batch=self.micro_batch,
-            **({"resize": self.resize} if self.resize else {}))
+            watermark=self.watermark, **({"resize": self.resize} if self.resize else {}))
 
     def check(self) -> None:
         """Fail before any pipeline work: model path, configs, batch size vs this host's
@@ -60,11 +61,15 @@ class GeneratorSpec:
     def job_record(self) -> dict[str, Any]:
         """What of this spec changes pixels, for the job record (`_job.json`): the model
         directory's content, and the dtype, batch size (or, with a micro-batch, which makes
-        the batch size irrelevant to pixels, the micro-batch), model split and weight variant."""
+        the batch size irrelevant to pixels, the micro-batch), model split, weight variant
+        and, when on, the watermark."""
+        from jaxgen.engine.watermark import SDXL_WATERMARK
+
         batch = {"batch_size": self.batch_size} if self.micro_batch is None else {
             "micro_batch": self.micro_batch}
         return {"model_sha256": directory_sha256(self.model_path), "dtype": self.dtype or "auto",
-                **batch, "model_parallel": self.model_parallel, "variant": self.variant}
+                **batch, "model_parallel": self.model_parallel, "variant": self.variant,
+                **({"watermark": SDXL_WATERMARK} if self.watermark else {})}
 
     def size_multiple(self) -> int:
         """Heights/widths must be multiples of this; read from the configs, no weights."""

@@ -18,3 +18,4 @@ class GeneratedImage:
     # The init image and mask as read and fitted (refs, sha256s): None for text-to-image.
     inputs: ImageInputs | None = None
     finite: bool = True  # False: the final latents held a NaN or inf (a broken model)
+    watermark: str | None = None  # the invisible watermark it carries (engine.watermark)

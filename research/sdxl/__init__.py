@@ -1,0 +1,1 @@
+"""Probes of Stable Diffusion XL at its real size (docs/sdxl.md)."""
