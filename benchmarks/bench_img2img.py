@@ -17,9 +17,7 @@ throughput") holds the figures.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.harness.timing import timed
 from jaxgen.default_model import RECOMMENDED
 from jaxgen.engine.sharding import use_all_cpu_cores
 
@@ -38,17 +37,6 @@ def init_image(path: Path, side: int) -> Path:
     small = np.random.default_rng(0).integers(0, 256, (4, 4, 3), np.uint8)
     Image.fromarray(small).resize((side, side), Image.BILINEAR).save(path)
     return path
-
-
-def timed(run: Callable[[], None], rounds: int) -> float:
-    """Median seconds of `rounds` calls of `run`, after one untimed call (compile, warm-up)."""
-    run()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

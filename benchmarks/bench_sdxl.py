@@ -18,30 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import sdxl
+from benchmarks.harness.timing import timed
 
 PROMPT = "a red circle left of a blue square"
 # Per device kind: (cases, default size per case, jaxgen dtype, diffusers dtype).
 DEVICES = {"cpu": (("tiny", "medium"), {"tiny": 64, "medium": 128}, "float32", "float32"),
            "gpu": (("base",), {"base": 1024}, "bfloat16", "float16")}
-
-
-def timed(run: Callable[[], None], rounds: int) -> float:
-    """Median seconds of `rounds` calls of `run`, after one untimed call (compile, warm-up)."""
-    run()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def jaxgen_run(model_dir: Path, args: argparse.Namespace, side: int,

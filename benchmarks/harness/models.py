@@ -115,10 +115,11 @@ def _build_torch_model(path: Path, case: str) -> None:
         pipe.save_pretrained(path, safe_serialization=True)
 
 
-def param_counts(path: Path) -> dict[str, int]:
+def param_counts(path: Path, components: tuple[str, ...] = ("unet", "vae", "text_encoder")
+                 ) -> dict[str, int]:
     """Parameters per component, read from the safetensors headers (no tensors loaded)."""
     counts = {}
-    for comp in ("unet", "vae", "text_encoder"):
+    for comp in components:
         total = 0
         for f in sorted((path / comp).glob("*.safetensors")):
             with open(f, "rb") as fh:

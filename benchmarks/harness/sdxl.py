@@ -9,9 +9,9 @@ size. Random weights time exactly like trained ones: the work is fixed by the sh
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from benchmarks.harness import models
 from benchmarks.harness.models import WORDS, cache_root
 
 CASES = ("tiny", "medium", "base")
@@ -136,18 +136,5 @@ def _build(path: Path, case: str) -> None:
 
 
 def param_counts(path: Path) -> dict[str, int]:
-    """Parameters per component, read from the safetensors headers (no tensors loaded)."""
-    counts = {}
-    for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        total = 0
-        for f in sorted((path / comp).glob("*.safetensors")):
-            with open(f, "rb") as fh:
-                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
-            for name, meta in header.items():
-                if name != "__metadata__":
-                    n = 1
-                    for d in meta["shape"]:
-                        n *= d
-                    total += n
-        counts[comp] = total
-    return counts
+    """Parameters per component of an SDXL directory (both text encoders)."""
+    return models.param_counts(path, ("unet", "vae", "text_encoder", "text_encoder_2"))

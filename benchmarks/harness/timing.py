@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,3 +62,14 @@ class PeakSystem:
                 best_rate, best_n = 2 * n**3 / best, n
         return {"flops_per_s": best_rate, "n": best_n, "dtype": dtype.name,
                 "devices": len(self.jax.local_devices())}
+
+
+def timed(run: Callable[[], None], rounds: int) -> float:
+    """Median seconds of `rounds` calls of `run`, after one untimed call (compile, warm-up)."""
+    run()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -64,7 +64,7 @@ def scene_seeds(data: ShapesData, step: int, batch_size: int) -> np.ndarray:
     while len(seeds) < batch_size:
         seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
         n = len(sample_scene(seed).objects)
-        if data.under_specified and states_no_objects(data, seed):
+        if data.under_specified and states_no_objects(data, seed, n):
             # The empty prompt (and "a white background") must learn the domain's own mix of
             # one and two objects, so the share applies to captions that state objects only.
             seeds.append(seed)
@@ -74,12 +74,12 @@ def scene_seeds(data: ShapesData, step: int, batch_size: int) -> np.ndarray:
     return np.array(seeds)
 
 
-def states_no_objects(data: ShapesData, seed: int) -> bool:
-    """Whether training scene `seed`'s caption leaves its objects out (dropped, or background
-    only)."""
+def states_no_objects(data: ShapesData, seed: int, num_objects: int) -> bool:
+    """Whether the caption of training scene `seed` (of `num_objects` objects) leaves its
+    objects out (dropped, or background only)."""
     if _caption_stream(data, seed).random() < data.caption_dropout:
         return True
-    return "count" in under_specified_omissions(data, seed, len(sample_scene(seed).objects))
+    return "count" in under_specified_omissions(data, seed, num_objects)
 
 
 def _caption_stream(data: ShapesData, seed: int) -> np.random.Generator:
