@@ -95,6 +95,30 @@ def test_shapes_filter_keeps_the_asked_shape_and_drops_another():
     assert shapes_label(blank, _record("circle")).reason == "no object read back"
 
 
+def bad_verdict(image, record):
+    return "keep"
+
+
+def broken_filter(image, record):
+    raise ValueError("the scorer broke")
+
+
+def test_a_filter_with_a_bad_verdict_or_an_error_is_not_taken_for_a_verdict():
+    """A verdict of another type names the filter; an error is the job's, not a drop: it
+    propagates (and fails the shard) instead of being recorded as a reason."""
+    from types import SimpleNamespace
+
+    from jaxgen.dataset.filter import judge
+
+    image = augment_inputs.shape_image("circle", 0)
+    record = SimpleNamespace(to_json=lambda: _record("circle"))  # what judge reads of a record
+    with pytest.raises(TypeError, match="filter 'tests.test_augment:bad_verdict' returned 'keep'"):
+        judge("tests.test_augment:bad_verdict", image, record)
+    with pytest.raises(ValueError, match="the scorer broke"):
+        judge("tests.test_augment:broken_filter", image, record)
+    assert judge("jaxgen.augment.filters:shapes_label", image, record).keep
+
+
 def test_a_labelled_record_carries_label_and_class_index():
     from jaxgen.dataset.plan import PlannedRow
     from jaxgen.requests import GenerationRequest

@@ -7,8 +7,14 @@ the tests' numpy generator, which keeps the generator's contract in a fraction o
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -130,6 +136,69 @@ def test_a_partial_run_resumes_to_the_same_bytes(runs):
     for name in names:
         if not name.endswith("_stats.json"):  # stats hold times
             assert (out / name).read_bytes() == clean[name], name
+
+
+def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(runs, tmp_path):
+    """A real kill: the command in a subprocess, SIGKILL once a shard is done, then rerun."""
+    model, recipe, done = runs
+    source = done["webdataset"][0]
+    clean, crashed = tmp_path / "clean", tmp_path / "out"
+    command = [sys.executable, "-m", "jaxgen.cli", "augment", "--input", source, "--recipe",
+               str(recipe), "--model", str(model), "--shard-size", "1", "--no-progress"]
+    # Both runs write to one path: records name their source image under OUT/_augment/.
+    assert main(command[3:] + ["--out", str(crashed)]) == 0
+    crashed.rename(clean)
+    proc = subprocess.Popen(command + ["--out", str(crashed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(crashed.glob("*_stats.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    shards = len(list(clean.glob("*_stats.json")))
+    assert 1 <= len(list(crashed.glob("*_stats.json"))) < shards, "the kill must land mid-run"
+    assert not (crashed / "_dataset.json").exists()
+
+    subprocess.run(command + ["--out", str(crashed)], check=True, capture_output=True)
+    assert json.loads((crashed / "_dataset.json").read_text())["complete"]
+    names = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.is_file()
+                   and not p.name.endswith(("_stats.json", "_dataset.json", "_job.json")))
+    assert any(n.startswith("_dropped/") for n in names) and any(n.endswith(".tar")
+                                                                  for n in names)
+    for name in names:  # stats and summaries hold times
+        assert (crashed / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_a_restart_on_an_output_another_run_holds_changes_nothing(runs, tmp_path):
+    """The plan is written under the output's lock: a second job (here --restart, which
+    would delete it) stops at once, naming the holder, and the first job's files stay."""
+    from jaxgen.dataset.lock import OutputLock, OutputLocked
+
+    _, recipe, done = runs
+    source, clean = done["folders"]
+    out = tmp_path / "held"
+    shutil.copytree(clean, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    held, finish = threading.Event(), threading.Event()
+
+    def other_run():  # another thread: the lock is re-entrant only for its holder
+        with OutputLock(str(out)):
+            held.set()
+            finish.wait(60)
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert held.wait(60)
+        job = augment.prepare(source, load_recipe(str(recipe)), str(out),
+                              settings={"output_format": "imagefolder", "shard_size": 3},
+                              model_defaults={"height": SIDE, "width": SIDE})
+        with pytest.raises(OutputLocked, match="in use by another run"):
+            augment.run(job, FakeSpec(), restart=True)
+    finally:
+        finish.set()
+        holder.join()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_another_recipe_over_a_started_output_stops_naming_the_plan(runs, tmp_path, capsys):

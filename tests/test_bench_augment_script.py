@@ -25,10 +25,23 @@ def test_real_sets_are_balanced_one_object_scenes_of_their_class():
 def test_standard_augmentation_keeps_the_image_range_and_size():
     import jax
 
-    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    image = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     out = np.asarray(bench_augment.standard_augment(jax.random.key(0), image))
     assert out.shape == image.shape and 0.0 <= out.min() <= out.max() <= 1.0
     assert not np.allclose(out, image)
+
+
+def test_the_classifier_sees_no_background_colour():
+    """Each image less its border's median: a plain image of any colour gives the same
+    logits, and an object on it does not."""
+    import jax
+
+    plain = np.ones((3, 64, 64, 3), np.float32) * np.array([[0.1], [0.5], [0.9]])[:, :, None, None]
+    params = bench_augment.MODEL.init(jax.random.key(0), plain[:1])
+    logits = np.asarray(bench_augment.MODEL.apply(params, plain))
+    np.testing.assert_allclose(logits[1:], logits[:1].repeat(2, 0), atol=1e-6)
+    plain[0, 20:30, 20:30] = 1.0
+    assert not np.allclose(bench_augment.MODEL.apply(params, plain[:1]), logits[:1])
 
 
 def test_a_tiny_run_writes_every_cell_fidelity_json_and_plot(tmp_path):

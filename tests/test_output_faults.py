@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,27 @@ def test_a_second_run_on_a_held_output_stops_naming_the_holder(finished, tmp_pat
         with OutputLock(cfg.output, host_index=1):  # other host indexes share the output
             pass
     assert not Path(lock_path(cfg.output, 0)).exists()
+
+
+def test_the_holder_may_take_the_lock_again_and_the_file_goes_with_the_last_release(tmp_path):
+    path = Path(lock_path(str(tmp_path), 0))
+    with OutputLock(str(tmp_path)):
+        with OutputLock(str(tmp_path / ".." / tmp_path.name)):  # the same output, spelt apart
+            assert path.exists()
+        assert path.exists()
+        errors = []
+
+        def other_thread():
+            try:
+                OutputLock(str(tmp_path)).acquire()
+            except OutputLocked as e:
+                errors.append(e)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1  # another thread of the same process is another run
+    assert not path.exists()
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):

@@ -77,8 +77,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     settings = {"output_format": args.output_format, "image_format": args.image_format,
                 "shard_size": args.shard_size, "size_multiple": spec.size_multiple() or None}
     job = augment.prepare(args.input, recipe, args.out, input_format=args.input_format,
-                          settings=settings, model_defaults=model_defaults,
-                          restart=args.restart, force=args.force)
+                          settings=settings, model_defaults=model_defaults, force=args.force)
     print(f"jaxgen augment: {len(job.images)} real images in {len(job.labels)} classes -> "
           f"{job.rows} rows ({args.out}/{augment.AUGMENT_DIR}/{augment.PLAN_FILE})")
     progress = None if args.no_progress else Progress(resolve_model_settings(job.config, spec))

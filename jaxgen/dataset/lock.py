@@ -7,6 +7,10 @@ the lock of its own index. A lock left by a run that died (its pid gone, on this
 stale: it is taken over, with a message. A lock held from another host cannot be checked
 from here; the message says so and names the file to remove if that run is gone.
 
+A thread that holds the lock may take it again (`jaxgen augment` holds it while it writes
+its plan, then runs the generate pipeline, which takes it too); the file goes with the
+outermost release.
+
 On object stores (gs://, s3://) there is no exclusive create: the check is best effort.
 """
 
@@ -17,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -27,6 +32,7 @@ from jaxgen.requests import ConfigError
 
 LOCK_PREFIX = "_lock.host"
 log = logging.getLogger("jaxgen.dataset")
+_held: dict[tuple[str, int], int] = {}  # (lock path, thread): how many acquire()s are open
 
 
 class OutputLocked(ConfigError):
@@ -48,11 +54,19 @@ class OutputLock:
                        "started": datetime.datetime.now(datetime.UTC).isoformat(
                            timespec="seconds")}
         self._held = False
+        self._key = (self.path, 0)
 
     def acquire(self) -> OutputLock:
+        path = os.path.abspath(self.path) if is_local(self.path) else self.path
+        key = self._key = (path, threading.get_ident())
+        if key in _held:
+            _held[key] += 1
+            self._held = True
+            return self
         make_dirs(self.output, self.output)
         for _ in range(2):  # a second try after taking over a stale lock
             if self._try_create():
+                _held[key] = 1
                 self._held = True
                 return self
             other = self._read_holder()
@@ -102,6 +116,11 @@ class OutputLock:
     def release(self) -> None:
         if self._held:
             self._held = False
+            key = self._key
+            _held[key] -= 1
+            if _held[key]:
+                return
+            del _held[key]
             if FileSystems.exists(self.path):
                 FileSystems.delete([self.path])
 
