@@ -7,14 +7,11 @@ the tests' numpy generator, which keeps the generator's contract in a fraction o
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
 import threading
-import time
 
 import pytest
 
@@ -25,6 +22,7 @@ from jaxgen.dataset.read import dataset_images
 from jaxgen.dataset.records import ImageRecord
 from tests import augment_inputs
 from tests.fake_generator import FakeSpec
+from tests.killed_run import kill_after_first_shard
 
 RECIPE = """\
 prompt: "a photo of a {label}"
@@ -148,15 +146,8 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(runs, tmp_path)
     # Both runs write to one path: records name their source image under OUT/_augment/.
     assert main(command[3:] + ["--out", str(crashed)]) == 0
     crashed.rename(clean)
-    proc = subprocess.Popen(command + ["--out", str(crashed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(crashed.glob("*_stats.json")) and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    shards = len(list(clean.glob("*_stats.json")))
-    assert 1 <= len(list(crashed.glob("*_stats.json"))) < shards, "the kill must land mid-run"
+    done_at_kill = kill_after_first_shard(command + ["--out", str(crashed)], crashed)
+    assert 1 <= done_at_kill < len(list(clean.glob("*_stats.json"))), "the kill must land mid-run"
     assert not (crashed / "_dataset.json").exists()
 
     subprocess.run(command + ["--out", str(crashed)], check=True, capture_output=True)

@@ -155,11 +155,24 @@ def test_restart_removes_what_jaxgen_wrote_and_nothing_else(finished, tmp_path):
 
 def test_a_second_run_on_a_held_output_stops_naming_the_holder(finished, tmp_path):
     cfg = _copy(finished["webdataset"], tmp_path / "out")
-    with OutputLock(cfg.output):  # a run in progress (this process: alive)
+    held, finish = threading.Event(), threading.Event()
+
+    def run_in_progress():  # another thread (this process: alive); its holder may re-enter
+        with OutputLock(cfg.output):
+            held.set()
+            finish.wait(60)
+
+    holder = threading.Thread(target=run_in_progress)
+    holder.start()
+    try:
+        assert held.wait(60)
         with pytest.raises(OutputLocked, match=f"host {socket.gethostname()}, pid {os.getpid()}"):
             run_pipeline(cfg, FakeSpec())
         with OutputLock(cfg.output, host_index=1):  # other host indexes share the output
             pass
+    finally:
+        finish.set()
+        holder.join()
     assert not Path(lock_path(cfg.output, 0)).exists()
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
+
+from tests.killed_run import kill_after_first_shard
 
 ROWS = 12
 
@@ -26,14 +25,7 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tiny_sd1_dir, t
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     subprocess.run(_command(tiny_sd1_dir, manifest, clean), check=True, capture_output=True)
 
-    proc = subprocess.Popen(_command(tiny_sd1_dir, manifest, crashed),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(crashed.glob("*_stats.json")) and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(list(crashed.glob("*_stats.json")))
+    done_at_kill = kill_after_first_shard(_command(tiny_sd1_dir, manifest, crashed), crashed)
     assert 1 <= done_at_kill < ROWS, "the kill must land mid-run"
     assert not (crashed / "_dataset.json").exists()
 

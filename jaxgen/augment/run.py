@@ -40,7 +40,8 @@ class AugmentJob:
     images: tuple[LabelledImage, ...]
     labels: tuple[str, ...]
     rows: int
-    files: tuple[tuple[str, bytes, str], ...]  # what run() writes: path, bytes, what else
+    # What run() writes: (path, bytes, what other bytes found there would mean).
+    files: tuple[tuple[str, bytes, str], ...]
 
 
 def prepare(source: str, recipe: Recipe, out: str, *, input_format: str = "auto",
