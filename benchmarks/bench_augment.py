@@ -155,7 +155,7 @@ class Classifier(nn.Module):
     input stays full size (halved to 32 px, the shapes blur together and the 16-shot baseline
     stays under 50%), and max pooling keeps a small object's response where mean pooling
     drowns it in background (the first version, stride-2 convolutions and mean pooling, stayed
-    at chance at every k)."""
+    at chance at 1, 2 and 16 shots)."""
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 
 import pytest
 
@@ -22,7 +21,7 @@ from jaxgen.dataset.read import dataset_images
 from jaxgen.dataset.records import ImageRecord
 from tests import augment_inputs
 from tests.fake_generator import FakeSpec
-from tests.killed_run import kill_after_first_shard
+from tests.other_run import kill_after_first_shard, lock_held_elsewhere
 
 RECIPE = """\
 prompt: "a photo of a {label}"
@@ -163,32 +162,19 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(runs, tmp_path)
 def test_a_restart_on_an_output_another_run_holds_changes_nothing(runs, tmp_path):
     """The plan is written under the output's lock: a second job (here --restart, which
     would delete it) stops at once, naming the holder, and the first job's files stay."""
-    from jaxgen.dataset.lock import OutputLock, OutputLocked
+    from jaxgen.dataset.lock import OutputLocked
 
     _, recipe, done = runs
     source, clean = done["folders"]
     out = tmp_path / "held"
     shutil.copytree(clean, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    held, finish = threading.Event(), threading.Event()
-
-    def other_run():  # another thread: the lock is re-entrant only for its holder
-        with OutputLock(str(out)):
-            held.set()
-            finish.wait(60)
-
-    holder = threading.Thread(target=other_run)
-    holder.start()
-    try:
-        assert held.wait(60)
+    with lock_held_elsewhere(str(out)):
         job = augment.prepare(source, load_recipe(str(recipe)), str(out),
                               settings={"output_format": "imagefolder", "shard_size": 3},
                               model_defaults={"height": SIDE, "width": SIDE})
         with pytest.raises(OutputLocked, match="in use by another run"):
             augment.run(job, FakeSpec(), restart=True)
-    finally:
-        finish.set()
-        holder.join()
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 

@@ -29,6 +29,7 @@ from jaxgen.dataset.resume import JobMismatch
 from jaxgen.dataset.safe_io import UnsafeOutputPath, create_new, write_file
 from jaxgen.engine.spec import directory_sha256
 from tests.fake_generator import FakeSpec
+from tests.other_run import lock_held_elsewhere
 
 ROWS = 6  # shard_size 2: shards 00000, 00001, 00002
 
@@ -155,24 +156,11 @@ def test_restart_removes_what_jaxgen_wrote_and_nothing_else(finished, tmp_path):
 
 def test_a_second_run_on_a_held_output_stops_naming_the_holder(finished, tmp_path):
     cfg = _copy(finished["webdataset"], tmp_path / "out")
-    held, finish = threading.Event(), threading.Event()
-
-    def run_in_progress():  # another thread (this process: alive); its holder may re-enter
-        with OutputLock(cfg.output):
-            held.set()
-            finish.wait(60)
-
-    holder = threading.Thread(target=run_in_progress)
-    holder.start()
-    try:
-        assert held.wait(60)
+    with lock_held_elsewhere(cfg.output):
         with pytest.raises(OutputLocked, match=f"host {socket.gethostname()}, pid {os.getpid()}"):
             run_pipeline(cfg, FakeSpec())
         with OutputLock(cfg.output, host_index=1):  # other host indexes share the output
             pass
-    finally:
-        finish.set()
-        holder.join()
     assert not Path(lock_path(cfg.output, 0)).exists()
 
 

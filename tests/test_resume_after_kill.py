@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tarfile
 
-from tests.killed_run import kill_after_first_shard
+from tests.other_run import kill_after_first_shard
 
 ROWS = 12
 

@@ -54,7 +54,6 @@ class OutputLock:
                        "started": datetime.datetime.now(datetime.UTC).isoformat(
                            timespec="seconds")}
         self._held = False
-        self._key = (self.path, 0)
 
     def acquire(self) -> OutputLock:
         path = os.path.abspath(self.path) if is_local(self.path) else self.path
